@@ -1,0 +1,169 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import { z } from 'zod';
+import { PgmError } from '../errors.js';
+import { configSchema, overrideSchema } from './schema.js';
+import type { ClusterConfig, NodeConfig } from './types.js';
+
+export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
+
+/** `-c FILE`, then `$PGMAESTRO_CONFIG`, then `./pgmaestro.yaml`. */
+export function resolveConfigPath(flag: string | undefined): string {
+  return path.resolve(flag ?? process.env.PGMAESTRO_CONFIG ?? DEFAULT_CONFIG_NAME);
+}
+
+/** Loads, validates and resolves the cluster configuration; throws a PgmError naming file, key path and what is allowed. */
+export function loadConfig(file: string): ClusterConfig {
+  const raw = readYaml(file, configSchema);
+  const dir = path.dirname(file);
+
+  const nodes = raw.nodes.map((n): NodeConfig => {
+    const overrideFile = path.join(dir, `pgmaestro.${n.name}.yaml`);
+    const override = fs.existsSync(overrideFile) ? readYaml(overrideFile, overrideSchema) : { settings: {}, tags: undefined };
+    return {
+      name: n.name,
+      port: n.port,
+      dataDir: path.resolve(dir, n.data_dir),
+      service: n.service,
+      replication: n.replication,
+      admin: n.admin,
+      settings: { ...n.settings, ...override.settings },
+      nofailover: override.tags?.nofailover ?? n.tags.nofailover,
+      priority: override.tags?.priority ?? n.tags.priority,
+      overrideFile,
+    };
+  });
+
+  checkCrossReferences(file, raw.nodes.map((n) => n.name), nodes, raw.primary);
+
+  return {
+    file,
+    dir,
+    cluster: raw.cluster,
+    initialPrimary: raw.primary ?? nodes[0].name,
+    clients: raw.clients,
+    binDir: raw.postgres.bin_dir,
+    osUser: raw.postgres.os_user,
+    superuser: raw.postgres.superuser,
+    replicationUser: raw.postgres.replication_user,
+    settings: raw.postgres.settings,
+    nodes,
+  };
+}
+
+function checkCrossReferences(file: string, names: string[], nodes: NodeConfig[], primary: string | undefined): void {
+  const fail = (keyPath: string, message: string, hint: string) => {
+    throw new PgmError('config.invalid', `${file}: ${keyPath}: ${message}.`, { hint, data: { file, keyPath } });
+  };
+  names.forEach((name, i) => {
+    const first = names.indexOf(name);
+    if (first !== i) fail(`nodes[${i}].name`, `node name '${name}' is already used by nodes[${first}]`, 'give every node its own name.');
+  });
+  nodes.forEach((n, i) => {
+    nodes.slice(0, i).forEach((m, j) => {
+      const sharedHost = n.service === m.service || n.replication === m.replication || n.admin === m.admin;
+      if (n.port === m.port && sharedHost) {
+        fail(`nodes[${i}].port`, `nodes ${m.name} and ${n.name} both use port ${n.port} on the same address`, `give ${n.name} another port (for example ${n.port + 1 + i}).`);
+      }
+      if (n.dataDir === m.dataDir) {
+        fail(`nodes[${i}].data_dir`, `nodes ${m.name} and ${n.name} share the data directory ${n.dataDir}`, 'give every node its own data_dir.');
+      }
+    });
+  });
+  if (primary !== undefined && !names.includes(primary)) {
+    fail('primary', `'${primary}' is not a node of this cluster (nodes: ${names.join(', ')})`, 'name one of the nodes, or remove the key to use the first node.');
+  }
+}
+
+/** Reads a YAML file and validates it against `schema`, turning every failure into one clear PgmError. */
+export function readYaml<S extends z.ZodType>(file: string, schema: S): z.infer<S> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PgmError('config.not_found', `cannot read the configuration file ${file} (${code ?? String(err)}).`, {
+      hint: 'pass the right file with -c FILE, set PGMAESTRO_CONFIG, or create one with `pgmaestro init DIR`.',
+      cause: err,
+    });
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const pos = lineCounter.linePos(e.pos[0]);
+    throw new PgmError('config.syntax', `${file} line ${pos.line}, column ${pos.col}: malformed YAML: ${e.message.split('\n')[0]}.`, {
+      hint: 'fix the YAML syntax at that line (indentation, a missing colon or quote).',
+      data: { file, line: pos.line },
+    });
+  }
+  const parsed = schema.safeParse(doc.toJS() ?? {});
+  if (parsed.success) return parsed.data;
+
+  const issue = parsed.error.issues[0];
+  const keyPath = [...issue.path];
+  let detail: string;
+  let hint: string;
+  if (issue.code === 'unrecognized_keys') {
+    keyPath.push(issue.keys[0]);
+    const allowed = allowedKeys(schema, issue.path);
+    detail = `unknown key '${issue.keys[0]}'`;
+    hint = allowed.length > 0 ? `allowed keys here are: ${allowed.join(', ')}.` : 'remove the key.';
+  } else if (issue.code === 'invalid_type') {
+    const received = describeValue(valueAt(doc.toJS(), keyPath));
+    detail = received === 'undefined' ? `required key is missing (expected ${issue.expected})` : `expected ${issue.expected}, got ${received}`;
+    hint = `set ${formatPath(keyPath)} to a ${issue.expected}.`;
+  } else {
+    detail = issue.message;
+    hint = `see the JSON Schema (schema/pgmaestro.schema.json) or \`pgmaestro init\` for what ${formatPath(keyPath)} allows.`;
+  }
+  const node = doc.getIn(issue.path as (string | number)[], true);
+  const where = isNode(node) && node.range ? ` (line ${lineCounter.linePos(node.range[0]).line})` : '';
+  throw new PgmError('config.invalid', `${file}: ${formatPath(keyPath)}${where}: ${detail}.`, {
+    hint,
+    data: { file, keyPath: formatPath(keyPath) },
+  });
+}
+
+export function formatPath(p: readonly PropertyKey[]): string {
+  if (p.length === 0) return '(top level)';
+  return p.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join('');
+}
+
+function valueAt(root: unknown, p: readonly PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const k of p) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Walks the schema along `p` to list the keys an object there accepts. */
+function allowedKeys(schema: z.ZodType, p: readonly PropertyKey[]): string[] {
+  let s: z.ZodType | undefined = schema;
+  const unwrap = (t: z.ZodType): z.ZodType => {
+    let cur = t;
+    while (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+    return cur;
+  };
+  for (const k of p) {
+    if (!s) return [];
+    const u = unwrap(s);
+    if (u instanceof z.ZodObject) s = (u.shape as Record<string, z.ZodType>)[String(k)];
+    else if (u instanceof z.ZodArray) s = u.element as z.ZodType;
+    else return [];
+  }
+  if (!s) return [];
+  const u = unwrap(s);
+  return u instanceof z.ZodObject ? Object.keys(u.shape) : [];
+}

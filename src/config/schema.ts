@@ -1,0 +1,73 @@
+import { z } from 'zod';
+
+/**
+ * The shape of `pgmaestro.yaml`. Every object is strict: an unknown key is an
+ * error that names its path, so a typo never silently does nothing.
+ */
+
+const settingValue = z.union([z.string(), z.number(), z.boolean()]);
+export const settingsSchema = z
+  .record(z.string().regex(/^[a-z_][a-z0-9_.]*$/, 'a PostgreSQL parameter name (lower case, digits, _ and .)'), settingValue)
+  .describe('postgresql.conf parameters');
+
+const address = z
+  .string()
+  .regex(/^[0-9A-Za-z.:-]+$/, 'a host name or IP address')
+  .describe('host name or IP address');
+
+const port = z.number().int().min(1).max(65535);
+
+export const tagsSchema = z
+  .object({
+    nofailover: z.boolean().default(false).describe('never promote this node'),
+    priority: z.number().int().min(0).default(100).describe('election tie-breaker: higher wins'),
+  })
+  .strict();
+
+export const nodeSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9_]{0,30}$/, 'lower-case letters, digits and _, starting with a letter, at most 31 characters'),
+    port,
+    data_dir: z.string().min(1).describe('data directory; relative paths are relative to the config file'),
+    service: address.default('127.0.0.1').describe('address clients use'),
+    replication: address.default('127.0.0.1').describe('address replicas stream from and to'),
+    admin: address.default('127.0.0.1').describe('address pgmaestro administers the node on'),
+    settings: settingsSchema.default({}).describe('settings that override the shared ones on this node only'),
+    tags: tagsSchema.default({ nofailover: false, priority: 100 }),
+  })
+  .strict();
+
+export const postgresSchema = z
+  .object({
+    bin_dir: z.string().default('embedded').describe("'embedded' (PostgreSQL 18 from npm) or a directory holding postgres, pg_ctl and initdb"),
+    os_user: z.string().default('postgres').describe('unprivileged OS user that runs PostgreSQL when pgmaestro runs as root'),
+    superuser: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('postgres'),
+    replication_user: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('replicator'),
+    settings: settingsSchema.default({}).describe('settings shared by every node'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    cluster: z.string().regex(/^[a-z][a-z0-9_-]{0,40}$/, 'lower-case letters, digits, _ and -, starting with a letter'),
+    primary: z.string().optional().describe('node that is primary when the cluster is first created (default: the first node)'),
+    clients: z
+      .array(z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, 'a CIDR such as 10.0.0.0/24'))
+      .default(['127.0.0.1/32'])
+      .describe('networks allowed to connect to databases (pg_hba.conf); replication is always limited to the nodes'),
+    postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
+    nodes: z.array(nodeSchema).min(1),
+  })
+  .strict();
+
+/** A node's own override file (`pgmaestro.<node>.yaml` next to the main file). */
+export const overrideSchema = z
+  .object({
+    settings: settingsSchema.default({}),
+    tags: tagsSchema.partial().optional(),
+  })
+  .strict();
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type RawNode = z.infer<typeof nodeSchema>;
+export type Settings = z.infer<typeof settingsSchema>;

@@ -1,0 +1,32 @@
+import type { Settings } from './schema.js';
+
+/** A node after loading: paths absolute, override file merged. */
+export interface NodeConfig {
+  readonly name: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly service: string;
+  readonly replication: string;
+  readonly admin: string;
+  /** The node's own settings (inline, then its override file). */
+  readonly settings: Settings;
+  readonly nofailover: boolean;
+  readonly priority: number;
+  /** Where the node's override file is (whether or not it exists). */
+  readonly overrideFile: string;
+}
+
+export interface ClusterConfig {
+  readonly file: string;
+  /** Directory of the config file; the cluster's own files live under it. */
+  readonly dir: string;
+  readonly cluster: string;
+  readonly initialPrimary: string;
+  readonly clients: readonly string[];
+  readonly binDir: string;
+  readonly osUser: string;
+  readonly superuser: string;
+  readonly replicationUser: string;
+  readonly settings: Settings;
+  readonly nodes: readonly NodeConfig[];
+}

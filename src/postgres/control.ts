@@ -1,0 +1,138 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { PgmError } from '../errors.js';
+import type { Binaries } from './binaries.js';
+import { run, type RunAs } from './exec.js';
+
+/**
+ * Process control of one PostgreSQL data directory through initdb and pg_ctl.
+ * Postmasters are started by pg_ctl, which detaches them: they belong to no
+ * pgmaestro process and outlive the daemon and the CLI.
+ */
+
+export interface InitdbOptions {
+  readonly superuser: string;
+  /** File holding the superuser's password, readable by `user`; deleted by the caller. */
+  readonly pwfile: string;
+}
+
+export async function initdb(bins: Binaries, user: RunAs, dataDir: string, opts: InitdbOptions): Promise<void> {
+  const args = ['-D', dataDir, '-U', opts.superuser, `--pwfile=${opts.pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--data-checksums', '--no-instructions'];
+  const r = await run(bins.tool('initdb')!, args, { user });
+  if (r.code !== 0) {
+    throw new PgmError('postgres.start_failed', `initdb of ${dataDir} failed: ${lastLines(r.stderr || r.stdout, 3)}.`, {
+      hint: 'check that the directory is empty and writable by the PostgreSQL OS user.',
+    });
+  }
+}
+
+export async function pgStart(bins: Binaries, user: RunAs, dataDir: string, logFile: string, timeoutSec = 120): Promise<void> {
+  if (!fs.existsSync(logFile)) fs.writeFileSync(logFile, '', { mode: 0o600 });
+  if (user.uid !== undefined && user.gid !== undefined) fs.chownSync(logFile, user.uid, user.gid);
+  const r = await run(bins.tool('pg_ctl')!, ['start', '-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSec)], { user });
+  if (r.code !== 0) {
+    throw new PgmError('postgres.start_failed', `PostgreSQL in ${dataDir} did not start: ${lastLines(readTail(logFile), 3) || lastLines(r.stderr, 2)}.`, {
+      hint: `read ${logFile} and the server log in ${path.join(dataDir, 'log')} for the cause.`,
+    });
+  }
+}
+
+export async function pgStop(bins: Binaries, user: RunAs, dataDir: string, mode: 'smart' | 'fast' | 'immediate' = 'fast', timeoutSec = 120): Promise<void> {
+  if (!postmasterRunning(dataDir)) return;
+  const r = await run(bins.tool('pg_ctl')!, ['stop', '-D', dataDir, '-m', mode, '-w', '-t', String(timeoutSec)], { user });
+  if (r.code !== 0 && postmasterRunning(dataDir)) {
+    throw new PgmError('postgres.stop_failed', `PostgreSQL in ${dataDir} did not stop: ${lastLines(r.stderr, 2)}.`, {
+      hint: 'retry, or stop it with pg_ctl stop -m immediate.',
+    });
+  }
+}
+
+export async function pgReload(bins: Binaries, user: RunAs, dataDir: string): Promise<void> {
+  await run(bins.tool('pg_ctl')!, ['reload', '-D', dataDir], { user });
+}
+
+export interface PostmasterInfo {
+  readonly pid: number;
+  readonly dataDir: string;
+  readonly port: number;
+  /** "ready", "starting", "stopping", "standby" (PostgreSQL 10+). */
+  readonly status: string;
+}
+
+/** Parses postmaster.pid; null when absent or unreadable. */
+export function readPostmasterPid(dataDir: string): PostmasterInfo | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  } catch {
+    return null;
+  }
+  const lines = text.split('\n');
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  return { pid, dataDir: lines[1] ?? '', port: Number(lines[3]), status: (lines[7] ?? '').trim() };
+}
+
+/** The postmaster pid when a live postgres process owns the data directory, else null. */
+export function postmasterPid(dataDir: string): number | null {
+  const info = readPostmasterPid(dataDir);
+  if (!info) return null;
+  try {
+    process.kill(info.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
+  }
+  try {
+    const cmd = fs.readFileSync(`/proc/${info.pid}/cmdline`, 'utf8');
+    if (!/postgres|postmaster/.test(cmd)) return null;
+  } catch {
+    return null;
+  }
+  return info.pid;
+}
+
+export function postmasterRunning(dataDir: string): boolean {
+  return postmasterPid(dataDir) !== null;
+}
+
+/** The database system identifier from global/pg_control (first 8 bytes, host order). */
+export function readSystemIdentifier(dataDir: string): string | null {
+  try {
+    const fd = fs.openSync(path.join(dataDir, 'global', 'pg_control'), 'r');
+    try {
+      const buf = Buffer.alloc(8);
+      if (fs.readSync(fd, buf, 0, 8, 0) !== 8) return null;
+      return buf.readBigUInt64LE(0).toString();
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+}
+
+export function readTail(file: string, bytes = 4096): string {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const len = Math.min(bytes, size);
+      const buf = Buffer.alloc(len);
+      fs.readSync(fd, buf, 0, len, size - len);
+      return buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}
+
+function lastLines(text: string, n: number): string {
+  return text
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .slice(-n)
+    .join(' / ');
+}

@@ -1,0 +1,41 @@
+import { spawn } from 'node:child_process';
+
+export interface RunAs {
+  /** Set when pgmaestro runs as root: the unprivileged user PostgreSQL runs as. */
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly name: string;
+  readonly home?: string;
+}
+
+export interface ExecResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs a program to completion, as `user` when given, and collects its output.
+ * Never goes through a shell, so no argument is ever interpreted; passwords are
+ * never passed as arguments (they would show in the process list).
+ */
+export function run(cmd: string, args: readonly string[], opts: { user?: RunAs; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', LANG: 'C', ...opts.env };
+    if (opts.user?.home) env.HOME = opts.user.home;
+    const child = spawn(cmd, args, {
+      uid: opts.user?.uid,
+      gid: opts.user?.gid,
+      env,
+      cwd: opts.cwd ?? '/',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+  });
+}

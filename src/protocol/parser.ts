@@ -1,0 +1,217 @@
+import { PgmError } from '../errors.js';
+import type { BackendMessage, FieldDescription, NoticeFields } from './messages.js';
+
+/**
+ * Incremental backend-message parser: feed it socket chunks in order, get back
+ * every message completed by that chunk. Messages may be split across chunks at
+ * any byte, and one chunk may hold many messages. Pure: no I/O, no policy.
+ *
+ * Byte payloads in the returned messages are views into the input chunks (no
+ * copy); the parser never writes into them.
+ */
+export class Parser {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Bytes needed before the next message can be decoded (header, then whole message). */
+  private needed = HEADER;
+
+  parse(chunk: Buffer): BackendMessage[] {
+    if (chunk.length === 0) return [];
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (this.buffered < this.needed) return [];
+
+    const buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered);
+    const out: BackendMessage[] = [];
+    let offset = 0;
+    while (buf.length - offset >= HEADER) {
+      const length = buf.readUInt32BE(offset + 1);
+      if (length < 4 || length > MAX_MESSAGE) {
+        throw new PgmError('protocol.error', `the server sent a message of impossible length ${length} (type byte 0x${buf[offset].toString(16)}).`, {
+          hint: 'Check that the address points at a PostgreSQL server and not at another service.',
+        });
+      }
+      const end = offset + 1 + length;
+      if (end > buf.length) break;
+      out.push(decode(String.fromCharCode(buf[offset]), buf.subarray(offset + HEADER, end)));
+      offset = end;
+    }
+
+    const rest = buf.length - offset;
+    this.chunks = rest > 0 ? [buf.subarray(offset)] : [];
+    this.buffered = rest;
+    this.needed = rest >= HEADER ? 1 + buf.readUInt32BE(offset + 1) : HEADER;
+    return out;
+  }
+
+  /** Bytes received but not yet part of a whole message. */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+}
+
+const HEADER = 5;
+/** Larger than any real message (a 1 GiB field plus overhead); catches non-PostgreSQL peers. */
+const MAX_MESSAGE = 0x40000000 + 0x100000;
+
+/** Decodes one message body (the bytes after the type byte and length). */
+export function decode(code: string, body: Buffer): BackendMessage {
+  const r = new Reader(body, code);
+  switch (code) {
+    case 'R':
+      return decodeAuthentication(r);
+    case 'S':
+      return { kind: 'parameterStatus', name: r.cstring(), value: r.cstring() };
+    case 'K':
+      return { kind: 'backendKeyData', processId: r.int32(), secretKey: r.rest() };
+    case 'Z': {
+      const status = String.fromCharCode(r.byte());
+      if (status !== 'I' && status !== 'T' && status !== 'E') throw r.malformed(`transaction status ${JSON.stringify(status)}`);
+      return { kind: 'readyForQuery', status };
+    }
+    case 'T': {
+      const count = r.int16();
+      const fields: FieldDescription[] = [];
+      for (let i = 0; i < count; i++) {
+        fields.push({
+          name: r.cstring(),
+          tableOid: r.uint32(),
+          columnAttr: r.int16(),
+          typeOid: r.uint32(),
+          typeSize: r.int16(),
+          typeModifier: r.int32(),
+          format: r.int16(),
+        });
+      }
+      return { kind: 'rowDescription', fields };
+    }
+    case 'D': {
+      const count = r.int16();
+      const values: (Buffer | null)[] = [];
+      for (let i = 0; i < count; i++) {
+        const len = r.int32();
+        values.push(len === -1 ? null : r.bytes(len));
+      }
+      return { kind: 'dataRow', values };
+    }
+    case 'C':
+      return { kind: 'commandComplete', tag: r.cstring() };
+    case 'I':
+      return { kind: 'emptyQueryResponse' };
+    case 'E':
+      return { kind: 'errorResponse', fields: decodeNoticeFields(r) };
+    case 'N':
+      return { kind: 'noticeResponse', fields: decodeNoticeFields(r) };
+    case 'G':
+    case 'H':
+    case 'W': {
+      const format = r.byte();
+      const count = r.int16();
+      const columnFormats: number[] = [];
+      for (let i = 0; i < count; i++) columnFormats.push(r.int16());
+      const kind = code === 'G' ? 'copyInResponse' : code === 'H' ? 'copyOutResponse' : 'copyBothResponse';
+      return { kind, format, columnFormats };
+    }
+    case 'd':
+      return { kind: 'copyData', data: body };
+    case 'c':
+      return { kind: 'copyDone' };
+    case 'v': {
+      const newestMinor = r.int32();
+      const count = r.int32();
+      const unrecognized: string[] = [];
+      for (let i = 0; i < count; i++) unrecognized.push(r.cstring());
+      return { kind: 'negotiateProtocolVersion', newestMinor, unrecognized };
+    }
+    default:
+      return { kind: 'unknown', code, body };
+  }
+}
+
+function decodeAuthentication(r: Reader): BackendMessage {
+  const code = r.int32();
+  switch (code) {
+    case 0:
+      return { kind: 'authenticationOk' };
+    case 3:
+      return { kind: 'authenticationCleartextPassword' };
+    case 5:
+      return { kind: 'authenticationMD5Password', salt: r.bytes(4) };
+    case 10: {
+      const mechanisms: string[] = [];
+      for (let m = r.cstring(); m !== ''; m = r.cstring()) mechanisms.push(m);
+      return { kind: 'authenticationSASL', mechanisms };
+    }
+    case 11:
+      return { kind: 'authenticationSASLContinue', data: r.rest().toString('utf8') };
+    case 12:
+      return { kind: 'authenticationSASLFinal', data: r.rest().toString('utf8') };
+    default:
+      return { kind: 'authenticationOther', code };
+  }
+}
+
+function decodeNoticeFields(r: Reader): NoticeFields {
+  const fields: NoticeFields = {};
+  for (let type = r.byte(); type !== 0; type = r.byte()) fields[String.fromCharCode(type)] = r.cstring();
+  return fields;
+}
+
+/** Bounds-checked big-endian reader over one message body. */
+class Reader {
+  private offset = 0;
+  constructor(
+    private readonly body: Buffer,
+    private readonly code: string,
+  ) {}
+
+  byte(): number {
+    this.need(1);
+    return this.body[this.offset++];
+  }
+  int16(): number {
+    this.need(2);
+    const v = this.body.readInt16BE(this.offset);
+    this.offset += 2;
+    return v;
+  }
+  int32(): number {
+    this.need(4);
+    const v = this.body.readInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+  uint32(): number {
+    this.need(4);
+    const v = this.body.readUInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+  bytes(n: number): Buffer {
+    if (n < 0) throw this.malformed(`negative length ${n}`);
+    this.need(n);
+    const v = this.body.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return v;
+  }
+  cstring(): string {
+    const end = this.body.indexOf(0, this.offset);
+    if (end === -1) throw this.malformed('unterminated string');
+    const v = this.body.toString('utf8', this.offset, end);
+    this.offset = end + 1;
+    return v;
+  }
+  rest(): Buffer {
+    const v = this.body.subarray(this.offset);
+    this.offset = this.body.length;
+    return v;
+  }
+  malformed(what: string): PgmError {
+    return new PgmError('protocol.error', `the server sent a malformed '${this.code}' message: ${what}.`, {
+      hint: 'This is a protocol bug or a non-PostgreSQL peer; report it with the server version.',
+    });
+  }
+  private need(n: number): void {
+    if (this.offset + n > this.body.length) throw this.malformed('truncated body');
+  }
+}
