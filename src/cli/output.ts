@@ -1,0 +1,27 @@
+import type { ClusterStatus } from '../cluster/status.js';
+
+/** The human table of `pgmaestro status`. */
+export function formatStatus(st: ClusterStatus): string {
+  const header = ['NODE', 'ROLE', 'ADDRESS', 'PID', 'TL', 'LSN', 'LAG', 'SLOT'];
+  const rows = st.nodes.map((n) => [
+    n.name,
+    n.role + (n.pending_restart ? ' (restart pending)' : ''),
+    `${n.host}:${n.port}`,
+    n.pid === null ? '-' : String(n.pid),
+    n.timeline === null ? '-' : String(n.timeline),
+    n.lsn ?? '-',
+    n.role === 'replica' ? `${n.lag_bytes ?? '?'} B${n.lag_seconds ? ` / ${n.lag_seconds.toFixed(1)} s` : ''}` : '-',
+    n.slot ? `${n.slot.name} ${n.slot.active ? 'active' : 'inactive'}` : '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const primary = st.nodes.find((n) => n.name === st.primary);
+  return [
+    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, daemon ${st.daemon.running ? `running (pid ${st.daemon.pid})` : 'not running'}`,
+    '',
+    line(header),
+    ...rows.map(line),
+    '',
+    `connect: PGPASSFILE=${st.passfile} psql "${primary?.dsn ?? st.nodes[0].dsn}"`,
+  ].join('\n');
+}

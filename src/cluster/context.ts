@@ -1,0 +1,63 @@
+import fs from 'node:fs';
+import type { ClusterConfig, NodeConfig } from '../config/types.js';
+import { PgmError } from '../errors.js';
+import { resolveBinaries, type Binaries } from '../postgres/binaries.js';
+import type { RunAs } from '../postgres/exec.js';
+import { resolveOsUser } from '../postgres/osuser.js';
+import type { SqlTarget } from '../postgres/sql.js';
+import { clusterPaths, type ClusterPaths } from './paths.js';
+import { readSecrets, type Secrets } from './secrets.js';
+import { FileStateStore, type StateStore } from './state.js';
+
+/** Everything a cluster operation needs, resolved once per command. */
+export interface ClusterContext {
+  readonly cfg: ClusterConfig;
+  readonly bins: Binaries;
+  readonly user: RunAs;
+  readonly paths: ClusterPaths;
+  readonly store: StateStore;
+}
+
+export async function openCluster(cfg: ClusterConfig): Promise<ClusterContext> {
+  const bins = await resolveBinaries(cfg.binDir);
+  const user = await resolveOsUser(cfg.osUser);
+  const paths = clusterPaths(cfg);
+  fs.mkdirSync(paths.stateDir, { recursive: true });
+  fs.mkdirSync(paths.logsDir, { recursive: true });
+  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile) };
+}
+
+export function findNode(cfg: ClusterConfig, name: string): NodeConfig {
+  const node = cfg.nodes.find((n) => n.name === name);
+  if (!node) {
+    throw new PgmError('node.unknown', `there is no node '${name}' in ${cfg.file}.`, { hint: `use one of: ${cfg.nodes.map((n) => n.name).join(', ')}.` });
+  }
+  return node;
+}
+
+/** The node that is primary now: the persisted state, else the configured initial primary. */
+export function currentPrimaryName(ctx: ClusterContext): string {
+  const st = ctx.store.read();
+  if (st && ctx.cfg.nodes.some((n) => n.name === st.primary)) return st.primary;
+  return ctx.cfg.initialPrimary;
+}
+
+export function requireSecrets(ctx: ClusterContext): Secrets {
+  const s = readSecrets(ctx.cfg);
+  if (!s) {
+    throw new PgmError('cluster.state', `the cluster ${ctx.cfg.cluster} has no secrets in ${ctx.paths.secretsDir}; it was never provisioned.`, {
+      hint: 'run `pgmaestro up` first.',
+    });
+  }
+  return s;
+}
+
+/** How pgmaestro reaches a node for SQL: its admin address, as the superuser. */
+export function adminTarget(ctx: ClusterContext, node: NodeConfig, secrets: Secrets): SqlTarget {
+  return { host: node.admin, port: node.port, user: ctx.cfg.superuser, password: secrets.superuserPassword };
+}
+
+/** A libpq URI without password, for humans and scripts. */
+export function nodeDsn(ctx: ClusterContext, node: NodeConfig): string {
+  return `postgresql://${ctx.cfg.superuser}@${node.service}:${node.port}/postgres`;
+}

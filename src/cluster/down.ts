@@ -1,0 +1,18 @@
+import { stopDaemon } from '../daemon/spawn.js';
+import { currentPrimaryName, type ClusterContext } from './context.js';
+import { stopNode } from './lifecycle.js';
+import type { Log } from './provision.js';
+
+/**
+ * `pgmaestro down`: stop the daemon, then the primary (its walsenders hand the
+ * replicas everything up to the shutdown checkpoint), then the replicas. Data is kept.
+ */
+export async function down(ctx: ClusterContext, log: Log): Promise<void> {
+  if (await stopDaemon(ctx)) log('daemon: stopped');
+  const primary = currentPrimaryName(ctx);
+  const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
+  for (const node of ordered) {
+    const r = await stopNode(ctx, node);
+    log(`${node.name}: ${r}`);
+  }
+}

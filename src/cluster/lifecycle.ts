@@ -1,0 +1,39 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NodeConfig } from '../config/types.js';
+import { pgStart, pgStop, postmasterRunning, readTail } from '../postgres/control.js';
+import type { ClusterContext } from './context.js';
+import { assertPortFree } from './ports.js';
+
+/** Starts `node` unless its postmaster already runs; says which. */
+export async function startNode(ctx: ClusterContext, node: NodeConfig): Promise<'started' | 'running'> {
+  if (postmasterRunning(node.dataDir)) return 'running';
+  await assertPortFree(node, ctx.cfg.file);
+  // A postmaster.pid left by a crash is harmless: postgres checks the pid itself.
+  await pgStart(ctx.bins, ctx.user, node.dataDir, ctx.paths.nodeLog(node));
+  return 'started';
+}
+
+export async function stopNode(ctx: ClusterContext, node: NodeConfig, mode: 'fast' | 'immediate' = 'fast'): Promise<'stopped' | 'not running'> {
+  if (!postmasterRunning(node.dataDir)) return 'not running';
+  await pgStop(ctx.bins, ctx.user, node.dataDir, mode);
+  return 'stopped';
+}
+
+/** Last lines of the node's newest server log, to explain a failure. */
+export function serverLogTail(node: NodeConfig, lines = 3): string {
+  const dir = path.join(node.dataDir, 'log');
+  let newest: string | null = null;
+  try {
+    const files = fs.readdirSync(dir).map((f) => path.join(dir, f));
+    newest = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0] ?? null;
+  } catch {
+    return '';
+  }
+  if (!newest) return '';
+  return readTail(newest, 8192)
+    .trim()
+    .split('\n')
+    .slice(-lines)
+    .join(' / ');
+}

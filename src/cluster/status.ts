@@ -1,0 +1,165 @@
+import type { NodeConfig } from '../config/types.js';
+import { slotName } from '../config/render.js';
+import { postmasterPid } from '../postgres/control.js';
+import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
+import { withClient } from '../postgres/sql.js';
+import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
+import { readSecrets } from './secrets.js';
+import { daemonPid } from '../daemon/spawn.js';
+
+export type Role = 'primary' | 'replica' | 'down' | 'fenced';
+
+export interface SlotStatus {
+  readonly name: string;
+  readonly active: boolean;
+  readonly restart_lsn: string | null;
+  readonly wal_status: string | null;
+}
+
+export interface NodeStatus {
+  readonly name: string;
+  readonly role: Role;
+  readonly reachable: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly data_dir: string;
+  readonly pid: number | null;
+  readonly timeline: number | null;
+  /** Primary: current write position; replica: last replayed position. */
+  readonly lsn: string | null;
+  readonly receive_lsn: string | null;
+  readonly lag_bytes: number | null;
+  readonly lag_seconds: number | null;
+  readonly upstream: string | null;
+  readonly slot: SlotStatus | null;
+  readonly pending_restart: boolean;
+  readonly dsn: string;
+  readonly error: string | null;
+}
+
+export interface ClusterStatus {
+  readonly cluster: string;
+  readonly config: string;
+  readonly primary: string;
+  readonly postgres_version: string;
+  readonly passfile: string;
+  readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
+  readonly endpoints: Record<string, string>;
+  readonly nodes: NodeStatus[];
+}
+
+interface Probe {
+  readonly inRecovery: boolean;
+  readonly lsn: bigint;
+  readonly receiveLsn: bigint | null;
+  readonly timeline: number | null;
+  readonly upstream: string | null;
+  readonly pendingRestart: boolean;
+  /** Primary only: per application_name, seconds of replay lag. */
+  readonly replayLag: Map<string, number | null>;
+  readonly slots: Map<string, SlotStatus>;
+}
+
+/** Observes every node in parallel. A node that is stopped or unreachable is reported `down`, never raised. */
+export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus> {
+  const secrets = readSecrets(ctx.cfg);
+  const primaryName = currentPrimaryName(ctx);
+  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const probes = await Promise.all(
+    ctx.cfg.nodes.map(async (n): Promise<Probe | Error> => {
+      if (!secrets) return new Error('never provisioned');
+      try {
+        return await probe(ctx, n, secrets);
+      } catch (err) {
+        return err as Error;
+      }
+    }),
+  );
+  const byName = new Map(ctx.cfg.nodes.map((n, i) => [n.name, probes[i]]));
+  const primaryProbe = byName.get(primaryName);
+  const primaryOk = primaryProbe instanceof Error || primaryProbe === undefined || primaryProbe.inRecovery ? null : primaryProbe;
+
+  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
+  const dpid = daemonPid(ctx);
+  return {
+    cluster: ctx.cfg.cluster,
+    config: ctx.cfg.file,
+    primary: primaryName,
+    postgres_version: ctx.bins.version,
+    passfile: ctx.paths.superuserPassfile,
+    daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
+    endpoints: {},
+    nodes,
+  };
+}
+
+function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean): NodeStatus {
+  const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid: postmasterPid(n.dataDir), dsn: nodeDsn(ctx, n) };
+  if (p instanceof Error) {
+    return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: false, error: p.message };
+  }
+  const role: Role = isFenced ? 'fenced' : p.inRecovery ? 'replica' : 'primary';
+  const lagBytes = p.inRecovery && primary ? Number(lsnDiff(primary.lsn, p.lsn)) : p.inRecovery ? null : 0;
+  const lagSeconds = !p.inRecovery ? 0 : lagBytes === 0 ? 0 : (primary?.replayLag.get(n.name) ?? null);
+  return {
+    ...base,
+    role,
+    reachable: true,
+    timeline: p.timeline,
+    lsn: formatLsn(p.lsn),
+    receive_lsn: p.receiveLsn === null ? null : formatLsn(p.receiveLsn),
+    lag_bytes: lagBytes,
+    lag_seconds: lagSeconds,
+    upstream: p.upstream,
+    slot: p.inRecovery ? (primary?.slots.get(slotName(n)) ?? null) : null,
+    pending_restart: p.pendingRestart,
+    error: null,
+  };
+}
+
+async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<ReturnType<typeof readSecrets>>): Promise<Probe> {
+  return withClient(
+    adminTarget(ctx, n, secrets),
+    async (c) => {
+      const r = await c.query<{ rec: boolean; pending: boolean }>('SELECT pg_is_in_recovery() AS rec, EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending');
+      const inRecovery = r.rows[0].rec;
+      if (!inRecovery) {
+        const w = await c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile');
+        const rep = await c.query<{ application_name: string; lag: number | null }>('SELECT application_name, EXTRACT(epoch FROM replay_lag)::float8 AS lag FROM pg_stat_replication');
+        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null }>(
+          "SELECT slot_name, active, restart_lsn::text, wal_status FROM pg_replication_slots WHERE slot_type = 'physical'",
+        );
+        return {
+          inRecovery,
+          lsn: parseLsn(w.rows[0].lsn),
+          receiveLsn: null,
+          timeline: parseInt(w.rows[0].walfile.slice(0, 8), 16),
+          upstream: null,
+          pendingRestart: r.rows[0].pending,
+          replayLag: new Map(rep.rows.map((x) => [x.application_name, x.lag])),
+          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status }])),
+        };
+      }
+      const s = await c.query<{ replay: string | null; receive: string | null; tli: number | null; ctl_tli: number; host: string | null; port: number | null }>(
+        `SELECT pg_last_wal_replay_lsn()::text AS replay, pg_last_wal_receive_lsn()::text AS receive,
+                (SELECT received_tli FROM pg_stat_wal_receiver) AS tli,
+                (SELECT timeline_id FROM pg_control_checkpoint()) AS ctl_tli,
+                (SELECT sender_host FROM pg_stat_wal_receiver) AS host,
+                (SELECT sender_port FROM pg_stat_wal_receiver) AS port`,
+      );
+      const row = s.rows[0];
+      const upstream = ctx.cfg.nodes.find((m) => m.port === row.port && (m.replication === row.host || m.service === row.host || m.admin === row.host));
+      return {
+        inRecovery,
+        lsn: row.replay ? parseLsn(row.replay) : 0n,
+        receiveLsn: row.receive ? parseLsn(row.receive) : null,
+        timeline: row.tli ?? row.ctl_tli,
+        upstream: upstream?.name ?? null,
+        pendingRestart: r.rows[0].pending,
+        replayLag: new Map(),
+        slots: new Map(),
+      };
+    },
+    3000,
+  );
+}

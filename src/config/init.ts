@@ -1,0 +1,94 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { PgmError } from '../errors.js';
+import { portFree } from '../cluster/ports.js';
+import { DEFAULT_CONFIG_NAME } from './load.js';
+
+export interface InitOptions {
+  readonly replicas: number;
+  /** When absent, 5432 if free, else the first free block above it. */
+  readonly portBase?: number;
+  readonly binDir?: string;
+  readonly cluster?: string;
+}
+
+/** Writes DIR/pgmaestro.yaml: a commented example that works as is. Never overwrites. */
+export async function initConfig(dir: string, opts: InitOptions): Promise<{ file: string; portBase: number }> {
+  const file = path.resolve(dir, DEFAULT_CONFIG_NAME);
+  if (fs.existsSync(file)) {
+    throw new PgmError('config.exists', `${file} already exists; init never overwrites a configuration.`, {
+      hint: 'edit that file, or choose another directory for a new cluster.',
+    });
+  }
+  if (!Number.isInteger(opts.replicas) || opts.replicas < 0 || opts.replicas > 20) {
+    throw new PgmError('usage', `--replicas must be a whole number from 0 to 20, not ${opts.replicas}.`, { hint: 'for example --replicas 2.' });
+  }
+  const count = opts.replicas + 1;
+  const portBase = opts.portBase ?? (await findFreePorts(5432, count));
+  if (!Number.isInteger(portBase) || portBase < 1024 || portBase + count > 65535) {
+    throw new PgmError('usage', `--port-base must be a port from 1024 to ${65535 - count}, not ${opts.portBase}.`, { hint: 'for example --port-base 6432.' });
+  }
+  const cluster = opts.cluster ?? (path.basename(path.resolve(dir)).toLowerCase().replace(/[^a-z0-9_-]/g, '-').replace(/^[^a-z]+/, '') || 'main');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, template(cluster, count, portBase, opts.binDir ?? 'embedded'), { flag: 'wx' });
+  return { file, portBase };
+}
+
+async function findFreePorts(start: number, count: number): Promise<number> {
+  for (let base = start; base + count < 65535; base += 10) {
+    let free = true;
+    for (let p = base; p < base + count && free; p++) free = await portFree('127.0.0.1', p);
+    if (free) return base;
+  }
+  throw new PgmError('port.in_use', 'found no free block of ports on 127.0.0.1.', { hint: 'pass --port-base P.' });
+}
+
+function template(cluster: string, count: number, portBase: number, binDir: string): string {
+  const schema = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'schema', 'pgmaestro.schema.json');
+  const nodes = Array.from({ length: count }, (_, i) => {
+    const name = `node${i + 1}`;
+    const extra =
+      i === 0
+        ? ''
+        : i === count - 1 && count > 2
+          ? `    # a query server may get more memory than the others:\n    settings:\n      work_mem: 32MB\n`
+          : '';
+    return (
+      `  - name: ${name}\n` +
+      `    port: ${portBase + i}\n` +
+      `    data_dir: data/${name}\n` +
+      (i === 0 ? `    # service / replication / admin addresses default to 127.0.0.1:\n    # service: 10.0.1.11\n    # replication: 10.0.2.11\n    # admin: 10.0.3.11\n` : '') +
+      extra +
+      (i === 0 ? `    # tags: { nofailover: false, priority: 100 }\n` : '')
+    );
+  }).join('');
+  return `# yaml-language-server: $schema=${schema}
+# pgmaestro cluster configuration: one file for every server.
+# Start it with:   pgmaestro up -c ${DEFAULT_CONFIG_NAME}
+# Per-node overrides may also go in pgmaestro.<node>.yaml next to this file,
+# holding "settings:" (and "tags:") for that node only.
+
+cluster: ${cluster}
+
+# The node that is primary when the cluster is first created (default: the first node).
+primary: node1
+
+# Networks whose clients may connect to the databases (pg_hba.conf, scram-sha-256).
+# Replication is always limited to the nodes' own replication addresses.
+clients:
+  - 127.0.0.1/32
+
+postgres:
+  # 'embedded' is PostgreSQL 18 from npm; any installation works, e.g. /usr/lib/postgresql/15/bin
+  bin_dir: ${binDir}
+  # when pgmaestro runs as root, PostgreSQL runs as this unprivileged OS user
+  os_user: postgres
+  # settings shared by every node (postgresql.conf)
+  settings:
+    shared_buffers: 128MB
+    max_connections: 100
+    log_min_duration_statement: 1000
+
+nodes:
+${nodes}`;
+}
