@@ -43,7 +43,7 @@ export async function cloneReplica(ctx: ClusterContext, node: NodeConfig, primar
   });
   let result: Awaited<ReturnType<typeof cloneInto>>;
   try {
-    let lastReport = 0;
+    let lastReport = Date.now();
     result = await cloneInto(conn, {
       targetDir: partial,
       tablespaceTarget: (oid) => {

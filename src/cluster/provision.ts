@@ -13,6 +13,7 @@ import { writeNodeFiles } from './configure.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from './context.js';
 import { inspectDataDir, writeMarker, type DataDirState } from './datadir.js';
 import { startNode } from './lifecycle.js';
+import { assertPortFree } from './ports.js';
 import { partialDir } from './paths.js';
 import { ensureSecrets, type Secrets } from './secrets.js';
 import { waitHealthy } from './health.js';
@@ -35,6 +36,7 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   for (const node of cfg.nodes) {
     assertReachable(node.dataDir, ctx.user, `the data directory of ${node.name}`);
     states.set(node.name, inspectDataDir(cfg, node));
+    if (!postmasterRunning(node.dataDir)) await assertPortFree(node, cfg.file);
   }
   checkSameSystem(primary, replicas, states);
 

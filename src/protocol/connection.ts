@@ -266,6 +266,7 @@ export class ReplicationConnection {
       return Promise.resolve(m);
     }
     if (this.failure) return Promise.reject(this.failure);
+    if (this.waiter) return Promise.reject(new Error('ReplicationConnection: two concurrent readers'));
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 

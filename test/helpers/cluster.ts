@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { CLI } from './paths.js';
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real CLI in a child process, as a user would. */
+export function cli(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      cwd: opts.cwd ?? process.cwd(),
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/** A temporary directory the unprivileged PostgreSQL user can traverse. */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pgm-${prefix}-`));
+  fs.chmodSync(dir, 0o755);
+  return dir;
+}
+
+export interface NodeJson {
+  name: string;
+  role: string;
+  reachable: boolean;
+  host: string;
+  port: number;
+  data_dir: string;
+  pid: number | null;
+  timeline: number | null;
+  lsn: string | null;
+  lag_bytes: number | null;
+  lag_seconds: number | null;
+  slot: { name: string; active: boolean } | null;
+  dsn: string;
+}
+export interface StatusJson {
+  cluster: string;
+  primary: string;
+  passfile: string;
+  daemon: { running: boolean; pid: number | null };
+  nodes: NodeJson[];
+}
+
+export class TestCluster {
+  readonly file: string;
+  constructor(readonly dir: string) {
+    this.file = path.join(dir, 'pgmaestro.yaml');
+  }
+
+  /** Writes a config with `pgmaestro init`, then lets the caller adjust it. */
+  static async init(prefix: string, opts: { portBase: number; replicas?: number; binDir?: string }): Promise<TestCluster> {
+    const dir = tempDir(prefix);
+    const args = ['init', dir, '--port-base', String(opts.portBase), '--replicas', String(opts.replicas ?? 2)];
+    if (opts.binDir) args.push('--bin-dir', opts.binDir);
+    const r = await cli(args);
+    if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
+    return new TestCluster(dir);
+  }
+
+  run(...args: string[]): Promise<CliResult> {
+    return cli([...args, '-c', this.file]);
+  }
+
+  async status(): Promise<StatusJson> {
+    const r = await this.run('status', '--json');
+    if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as StatusJson;
+  }
+
+  node(st: StatusJson, name: string): NodeJson {
+    const n = st.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  password(): string {
+    return fs.readFileSync(path.join(this.dir, 'secrets', 'superuser.password'), 'utf8').trim();
+  }
+
+  async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(port: number, text: string, params: unknown[] = []): Promise<T[]> {
+    const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: this.password(), database: 'postgres' });
+    await c.connect();
+    try {
+      return (await c.query<T>(text, params)).rows;
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** Polls until `check` returns true or the time is up. */
+  async until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        if (await check()) return;
+      } catch (err) {
+        last = err;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  }
+
+  /** Stops everything this cluster started and removes its directory. */
+  async destroy(): Promise<void> {
+    await this.run('down').catch(() => undefined);
+    for (const pidFile of findFiles(this.dir, 'postmaster.pid')) {
+      const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    try {
+      const dpid = Number(fs.readFileSync(path.join(this.dir, 'state', 'daemon.pid'), 'utf8'));
+      process.kill(dpid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function findFiles(dir: string, name: string, depth = 3): string[] {
+  if (depth < 0) return [];
+  let out: string[] = [];
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isFile() && e.name === name) out.push(p);
+    else if (e.isDirectory() && !e.isSymbolicLink()) out = out.concat(findFiles(p, name, depth - 1));
+  }
+  return out;
+}
