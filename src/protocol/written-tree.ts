@@ -20,9 +20,16 @@ export class WrittenTree {
     private readonly onBytes?: (total: number) => void,
   ) {}
 
-  /** Makes `dir` (and missing parents) an empty 0700 directory owned by the owner; refuses a non-empty one. */
+  /**
+   * Makes `dir` an empty 0700 directory owned by the owner; refuses a
+   * non-empty one. Missing parents are created the same way (0700, owned), so
+   * the server can reach it.
+   */
   async prepareRoot(dir: string): Promise<void> {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const first = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    if (first !== undefined) {
+      for (let p = path.dirname(dir); p.length >= first.length; p = path.dirname(p)) await this.chown(p, false);
+    }
     const entries = await fs.readdir(dir);
     if (entries.length > 0) {
       throw new PgmError('clone.failed', `${dir} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}).`, {
