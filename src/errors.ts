@@ -28,6 +28,15 @@ export type ErrorCode =
   | 'cluster.unhealthy'
   | 'cluster.state'
   | 'daemon.failed'
+  | 'repository.write_failed'
+  | 'repository.invalid'
+  | 'backup.unknown'
+  | 'backup.failed'
+  | 'backup.unsupported'
+  | 'backup.corrupt'
+  | 'restore.out_of_range'
+  | 'restore.failed'
+  | 'tool.missing'
   | 'usage';
 
 export class PgmError extends Error {

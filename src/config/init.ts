@@ -89,6 +89,18 @@ postgres:
     max_connections: 100
     log_min_duration_statement: 1000
 
+# Disaster recovery: a full backup weekly, an incremental daily (PostgreSQL 17+),
+# continuous WAL archiving by the daemon, and any moment of the window restorable.
+backup:
+  repository: backups        # relative to this file
+  compression: none          # or gzip
+  retention: 21d             # recovery window: 36h, 21d, 3w ...
+  from: replica              # take backups from a replica (spares the primary), 'primary' or a node name
+  wal_archive: true
+  schedule:
+    full: "0 1 * * 0"        # cron: Sundays 01:00
+    incr: "0 1 * * 1-6"      # cron: the other days 01:00
+
 nodes:
 ${nodes}`;
 }

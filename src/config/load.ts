@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
+import { Cron } from 'croner';
 import { z } from 'zod';
 import { PgmError } from '../errors.js';
 import { configSchema, overrideSchema } from './schema.js';
@@ -36,6 +37,20 @@ export function loadConfig(file: string): ClusterConfig {
   });
 
   checkCrossReferences(file, raw.nodes.map((n) => n.name), nodes, raw.primary);
+  for (const [kind, expr] of Object.entries(raw.backup.schedule)) {
+    try {
+      new Cron(expr, { paused: true });
+    } catch (err) {
+      throw new PgmError('config.invalid', `${file}: backup.schedule.${kind}: '${expr}' is not a cron expression (${(err as Error).message}).`, {
+        hint: 'use five fields: minute hour day-of-month month day-of-week, e.g. "0 1 * * 0".',
+      });
+    }
+  }
+  if (!['replica', 'primary'].includes(raw.backup.from) && !raw.nodes.some((n) => n.name === raw.backup.from)) {
+    throw new PgmError('config.invalid', `${file}: backup.from: '${raw.backup.from}' is neither replica, primary nor a node of this cluster.`, {
+      hint: `use replica, primary or one of: ${raw.nodes.map((n) => n.name).join(', ')}.`,
+    });
+  }
 
   return {
     file,
@@ -48,8 +63,24 @@ export function loadConfig(file: string): ClusterConfig {
     superuser: raw.postgres.superuser,
     replicationUser: raw.postgres.replication_user,
     settings: raw.postgres.settings,
+    backup: {
+      repository: path.resolve(dir, raw.backup.repository),
+      compression: raw.backup.compression,
+      retention: raw.backup.retention,
+      retentionMs: durationMs(raw.backup.retention),
+      from: raw.backup.from,
+      walArchive: raw.backup.wal_archive,
+      schedule: raw.backup.schedule,
+    },
     nodes,
   };
+}
+
+/** '36h', '21d', '3w' in milliseconds. */
+export function durationMs(text: string): number {
+  const n = Number(text.slice(0, -1));
+  const unit = { h: 3600_000, d: 86400_000, w: 7 * 86400_000 }[text.slice(-1) as 'h' | 'd' | 'w'];
+  return n * unit;
 }
 
 function checkCrossReferences(file: string, names: string[], nodes: NodeConfig[], primary: string | undefined): void {

@@ -47,6 +47,28 @@ export const postgresSchema = z
   })
   .strict();
 
+const duration = z
+  .string()
+  .regex(/^\d+(h|d|w)$/, 'a duration such as 36h, 21d or 3w')
+  .describe('a duration: hours (h), days (d) or weeks (w)');
+
+export const backupSchema = z
+  .object({
+    repository: z.string().default('backups').describe('backup repository directory; relative paths are relative to the config file'),
+    compression: z.enum(['none', 'gzip']).default('none').describe('how stored files are compressed'),
+    retention: duration.default('21d').describe('recovery window: any moment inside it can be restored'),
+    from: z.string().default('replica').describe("node backups are taken from: 'replica' (any streaming replica, else the primary), 'primary', or a node name"),
+    wal_archive: z.boolean().default(true).describe('the daemon archives WAL continuously into the repository'),
+    schedule: z
+      .object({
+        full: z.string().default('0 1 * * 0').describe('cron expression for full backups (default: Sundays 01:00)'),
+        incr: z.string().default('0 1 * * 1-6').describe('cron expression for incremental backups (default: other days 01:00; PostgreSQL 17+)'),
+      })
+      .strict()
+      .default({ full: '0 1 * * 0', incr: '0 1 * * 1-6' }),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     cluster: z.string().regex(/^[a-z][a-z0-9_-]{0,40}$/, 'lower-case letters, digits, _ and -, starting with a letter'),
@@ -56,6 +78,7 @@ export const configSchema = z
       .default(['127.0.0.1/32'])
       .describe('networks allowed to connect to databases (pg_hba.conf); replication is always limited to the nodes'),
     postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
+    backup: backupSchema.default({ repository: 'backups', compression: 'none', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
     nodes: z.array(nodeSchema).min(1),
   })
   .strict();

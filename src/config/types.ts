@@ -16,6 +16,19 @@ export interface NodeConfig {
   readonly overrideFile: string;
 }
 
+export interface BackupConfig {
+  /** Absolute path of the repository. */
+  readonly repository: string;
+  readonly compression: 'none' | 'gzip';
+  /** The recovery window in milliseconds. */
+  readonly retentionMs: number;
+  readonly retention: string;
+  /** 'replica', 'primary' or a node name. */
+  readonly from: string;
+  readonly walArchive: boolean;
+  readonly schedule: { readonly full: string; readonly incr: string };
+}
+
 export interface ClusterConfig {
   readonly file: string;
   /** Directory of the config file; the cluster's own files live under it. */
@@ -28,5 +41,6 @@ export interface ClusterConfig {
   readonly superuser: string;
   readonly replicationUser: string;
   readonly settings: Settings;
+  readonly backup: BackupConfig;
   readonly nodes: readonly NodeConfig[];
 }

@@ -3,6 +3,7 @@ import { PgmError } from '../errors.js';
 import { parseLsn, formatLsn } from '../postgres/lsn.js';
 import type { Lsn } from '../postgres/lsn.js';
 import { authenticate } from './auth.js';
+import { Inbox } from './inbox.js';
 import type { BackendMessage, NoticeFields } from './messages.js';
 import { Parser } from './parser.js';
 import * as wire from './serializer.js';
@@ -52,10 +53,6 @@ export interface SystemIdentity {
   dbname: string | null;
 }
 
-/** Socket reads pause while this many bytes of parsed messages wait for a consumer. */
-const HIGH_WATER = 1 << 20;
-const LOW_WATER = 1 << 18;
-
 /**
  * One connection speaking the simple-query and COPY sub-protocols, made for
  * walsender connections. Operations must not overlap: the caller awaits one
@@ -68,14 +65,12 @@ export class ReplicationConnection {
   readonly port: number;
   /** ParameterStatus values reported by the server (server_version, …). */
   readonly parameters = new Map<string, string>();
+  /** Backend PID from BackendKeyData (0 if the server sent none). */
   processId = 0;
 
   private readonly parser = new Parser();
-  private readonly queue: BackendMessage[] = [];
-  private queueHead = 0;
-  private queuedBytes = 0;
-  private paused = false;
-  private waiter: { resolve: (m: BackendMessage) => void; reject: (e: Error) => void } | null = null;
+  /** Socket reads pause while 1 MiB of parsed messages wait for the consumer. */
+  private readonly inbox: Inbox;
   private failure: Error | null = null;
   private readonly failed: Promise<never>;
   private rejectFailed!: (e: Error) => void;
@@ -90,6 +85,7 @@ export class ReplicationConnection {
     this.port = opts.port;
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {});
+    this.inbox = new Inbox({ pause: () => socket.pause(), resume: () => socket.resume() });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.fail(this.connected ? connectionLost(this, err) : connectFailure(opts, err)));
     socket.on('close', () => this.fail(connectionLost(this)));
@@ -238,8 +234,7 @@ export class ReplicationConnection {
   async close(): Promise<void> {
     if (this.failure) return;
     const closedEvent = new Promise((resolve) => this.socket.once('close', resolve));
-    this.failure = connectionClosed(this);
-    this.rejectFailed(this.failure);
+    this.fail(connectionClosed(this));
     this.socket.end(wire.terminate());
     const timer = setTimeout(() => this.socket.destroy(), 2000);
     await closedEvent;
@@ -249,27 +244,15 @@ export class ReplicationConnection {
   /** Drops the connection at once; pending and later operations fail with `err`. */
   destroy(err?: Error): void {
     this.fail(err ?? connectionClosed(this));
-    this.queue.length = this.queueHead = this.queuedBytes = 0;
+    this.inbox.clear();
     this.socket.destroy();
   }
 
-  /** Next message for the consumer; notices and parameter changes are handled here. */
   private next(): Promise<BackendMessage> {
-    if (this.queueHead < this.queue.length) {
-      const m = this.queue[this.queueHead++];
-      if (this.queueHead === this.queue.length) this.queue.length = this.queueHead = 0;
-      this.queuedBytes -= sizeOf(m);
-      if (this.paused && this.queuedBytes <= LOW_WATER) {
-        this.paused = false;
-        this.socket.resume();
-      }
-      return Promise.resolve(m);
-    }
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.waiter) return Promise.reject(new Error('ReplicationConnection: two concurrent readers'));
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+    return this.inbox.next();
   }
 
+  /** Notices and parameter changes are handled here; everything else goes to the reader. */
   private onData(chunk: Buffer): void {
     let messages: BackendMessage[];
     try {
@@ -281,18 +264,7 @@ export class ReplicationConnection {
     for (const m of messages) {
       if (m.kind === 'noticeResponse') this.opts.onNotice?.(m.fields);
       else if (m.kind === 'parameterStatus') this.parameters.set(m.name, m.value);
-      else if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = null;
-        w.resolve(m);
-      } else {
-        this.queue.push(m);
-        this.queuedBytes += sizeOf(m);
-      }
-    }
-    if (!this.paused && this.queuedBytes > HIGH_WATER) {
-      this.paused = true;
-      this.socket.pause();
+      else this.inbox.push(m);
     }
   }
 
@@ -359,18 +331,8 @@ export class ReplicationConnection {
     if (this.failure) return;
     this.failure = err;
     this.rejectFailed(err);
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.reject(err);
-    }
+    this.inbox.fail(err);
   }
-}
-
-function sizeOf(m: BackendMessage): number {
-  if (m.kind === 'copyData') return m.data.length + 5;
-  if (m.kind === 'dataRow') return m.values.reduce((n, v) => n + 4 + (v?.length ?? 0), 7);
-  return 32;
 }
 
 function checkTimeline(tli: number): number {

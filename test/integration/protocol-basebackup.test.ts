@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ReplicationConnection } from '../../src/protocol/connection.js';
 import { cloneInto } from '../../src/protocol/clone.js';
 import { baseBackup, uploadManifest } from '../../src/protocol/basebackup.js';
-import { formatLsn } from '../../src/postgres/lsn.js';
+import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
 
 /**
  * Against real servers: initdb (SCRAM), a table and a tablespace, then
@@ -43,9 +43,9 @@ function startServer(bin: string, dataDir: string, port: number, extraConf: stri
   pg(bin, 'pg_ctl', ['-w', '-t', '60', '-D', dataDir, '-l', path.join(path.dirname(dataDir), `${path.basename(dataDir)}.log`), 'start']);
 }
 
-function stopServer(bin: string, dataDir: string): void {
+function stopServer(bin: string, dataDir: string, mode: 'fast' | 'immediate' = 'immediate'): void {
   try {
-    pg(bin, 'pg_ctl', ['-w', '-D', dataDir, '-m', 'immediate', 'stop']);
+    pg(bin, 'pg_ctl', ['-w', '-D', dataDir, '-m', mode, 'stop']);
   } catch {
     // not running
   }
@@ -93,6 +93,10 @@ for (const server of servers) {
       });
       assert.deepEqual((await sql.query('SELECT 2'))[0].rows, [['2']], 'usable after an error');
       await sql.close();
+      await assert.rejects(
+        ReplicationConnection.connect({ host: '127.0.0.1', port: server.port, user: 'postgres', password: 'wrong', replication: 'true' }),
+        { code: 'protocol.auth_failed', message: new RegExp(`127\\.0\\.0\\.1:${server.port} refused user "postgres": password authentication failed`) },
+      );
 
       // Replication connection: commands, errors, a short WAL stream.
       const repl = await connect(server.port, 'true');
@@ -173,13 +177,42 @@ for (const server of servers) {
       assert.deepEqual((await check.query('SELECT count(*) FROM t_ts'))[0].rows, [['777']]);
       assert.deepEqual((await check.query('SELECT pg_is_in_recovery()'))[0].rows, [['f']]);
       await check.close();
+
+      // Archive recovery (recovery.signal) moves the clone to timeline 2; then
+      // streaming timeline 1 from it ends at the switch point with a result row.
+      stopServer(server.bin, cloneDir, 'fast');
+      fs.writeFileSync(path.join(cloneDir, 'recovery.signal'), '');
+      startServer(server.bin, cloneDir, server.port + 1, ["restore_command = 'false'"]);
+      const promoted = await connect(server.port + 1, 'true');
+      for (let i = 0; (await promoted.identifySystem()).timeline !== 2; i++) {
+        assert.ok(i < 100, 'the clone reaches timeline 2');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const history = await promoted.timelineHistory(2);
+      assert.equal(history.filename, '00000002.history');
+      const switchText = /^1\t([0-9A-F]+\/[0-9A-F]+)\t/.exec(history.content.toString())?.[1];
+      assert.ok(switchText, `history names the switch point: ${JSON.stringify(history.content.toString())}`);
+      const switchLsn = parseLsn(switchText);
+      const tl1 = await promoted.startReplication({ lsn: switchLsn - (switchLsn % 16777216n), timeline: 1 });
+      let tl1End = 0n;
+      let tl1Messages = 0;
+      for await (const m of tl1) {
+        tl1Messages++;
+        if (m.kind === 'xlogdata') tl1End = m.start + BigInt(m.data.length);
+      }
+      t.diagnostic(`timeline 1 ends at ${switchText}; streamed ${tl1Messages} messages up to ${formatLsn(tl1End)}`);
+      assert.ok(tl1.done);
+      assert.ok(tl1End <= switchLsn);
+      assert.deepEqual(tl1.timelineEnd, { nextTimeline: 2, startLsn: switchLsn });
+      assert.equal((await promoted.identifySystem()).timeline, 2, 'usable after the timeline ended');
+      await promoted.close();
     } catch (err) {
       dumpLogs();
       throw err;
     } finally {
       stopServer(server.bin, cloneDir);
       stopServer(server.bin, dataDir);
-      fs.rmSync(tmp, { recursive: true, force: true });
+      if (!process.env.PGM_KEEP_TMP) fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
 }

@@ -10,6 +10,7 @@ const node = (name: string, port: number, addr: string, settings = {}): NodeConf
 const cfg: ClusterConfig = {
   file: '/c/pgmaestro.yaml', dir: '/c', cluster: 'demo', initialPrimary: 'a', clients: ['10.0.1.0/24'], binDir: 'embedded',
   osUser: 'postgres', superuser: 'postgres', replicationUser: 'replicator', settings: { shared_buffers: '256MB', jit: false },
+  backup: { repository: '/c/backups', compression: 'none', retention: '21d', retentionMs: 21 * 86400_000, from: 'replica', walArchive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } },
   nodes: [node('a', 5432, '10.0.1.1'), node('b', 5432, '10.0.1.2', { work_mem: '64MB' })],
 };
 

@@ -1,0 +1,60 @@
+/**
+ * The repository's records. A backup exists only once its `backup.json`
+ * (a BackupInfo) is written, atomically and last: an interrupted backup
+ * leaves only a `<id>.partial` folder, which never counts and is removed by
+ * the next backup or expire.
+ */
+
+export type BackupType = 'full' | 'incr' | 'cold' | 'logical';
+export type Compression = 'none' | 'gzip';
+
+export interface BackupInfo {
+  readonly id: string;
+  readonly type: BackupType;
+  /** The backup an incremental is relative to; null otherwise. */
+  readonly parent: string | null;
+  readonly node: string;
+  readonly start_time: string;
+  readonly stop_time: string;
+  /** Physical backups: the WAL range that makes the copy consistent. Null for logical. */
+  readonly start_lsn: string | null;
+  readonly stop_lsn: string | null;
+  readonly timeline: number | null;
+  /** Bytes of the original files. */
+  readonly size_bytes: number;
+  /** Bytes as stored (after compression). */
+  readonly stored_bytes: number;
+  readonly compression: Compression;
+  readonly pg_version: string;
+  readonly system_identifier: string | null;
+  /** Logical backups: what was dumped and how. */
+  readonly logical?: { readonly databases: readonly string[]; readonly tables: readonly string[]; readonly format: 'plain' | 'custom' | 'directory' | 'dumpall'; readonly tool: string };
+}
+
+/** One entry of a backup's `files.json`: what was stored and how to check it. */
+export type StoredEntry =
+  | { readonly kind: 'file'; readonly path: string; readonly size: number; readonly stored: string; readonly stored_size: number; readonly sha256: string }
+  | { readonly kind: 'dir'; readonly path: string }
+  | { readonly kind: 'link'; readonly path: string; readonly target: string };
+
+/**
+ * `path` is relative to the restored instance: `data/...` for the data
+ * directory, `tblspc/<oid>/...` for a tablespace. `stored` is relative to the
+ * backup's folder. `sha256` is of the stored bytes, so verification needs no
+ * decompression to detect a flipped byte.
+ */
+export interface FileList {
+  readonly version: 1;
+  readonly entries: readonly StoredEntry[];
+}
+
+/** A completed WAL segment or history file in the archive. */
+export interface WalEntry {
+  /** e.g. 000000010000000000000003 or 00000002.history */
+  readonly name: string;
+  readonly stored: string;
+  readonly sha256: string;
+  readonly size: number;
+  /** When the archiver finished storing it (ISO). */
+  readonly archived_at: string;
+}
