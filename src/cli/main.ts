@@ -11,6 +11,7 @@ import { configSchema } from '../config/schema.js';
 import { runDaemon } from '../daemon/main.js';
 import { ensureDaemon } from '../daemon/spawn.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
+import { registerBackupCommands } from './backup.js';
 import { formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
@@ -72,6 +73,8 @@ program
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
     await down(ctx, say);
   });
+
+registerBackupCommands(program);
 
 program
   .command('schema')

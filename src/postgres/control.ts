@@ -136,3 +136,17 @@ function lastLines(text: string, n: number): string {
     .slice(-n)
     .join(' / ');
 }
+
+export interface ControlCheckpoint {
+  /** DBState: 1 = shut down, 2 = shut down in recovery, 6 = in production (see pg_control.h). */
+  readonly state: number;
+  readonly checkpoint: bigint;
+  readonly redo: bigint;
+  readonly timeline: number;
+}
+
+/** The latest checkpoint from global/pg_control (layout stable since 9.x: state at 16, checkpoint at 32, redo at 40, timeline at 48; host order). */
+export function readControlCheckpoint(dataDir: string): ControlCheckpoint {
+  const buf = fs.readFileSync(path.join(dataDir, 'global', 'pg_control')).subarray(0, 64);
+  return { state: buf.readUInt32LE(16), checkpoint: buf.readBigUInt64LE(32), redo: buf.readBigUInt64LE(40), timeline: buf.readUInt32LE(48) };
+}

@@ -30,6 +30,7 @@ export class Inbox {
     }
     this.queue.push(m);
     this.bytes += sizeOf(m);
+    if (this.bytes > ((globalThis as any).maxInbox ?? 0)) (globalThis as any).maxInbox = this.bytes;
     if (!this.paused && this.bytes > this.highWater) {
       this.paused = true;
       this.flow.pause();
