@@ -2,7 +2,9 @@ import { PgmError } from '../errors.js';
 import { formatLsn } from '../postgres/lsn.js';
 import { baseBackup, uploadManifest } from '../protocol/basebackup.js';
 import { ReplicationConnection } from '../protocol/connection.js';
-import { requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { adminTarget, currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import type { Secrets } from '../cluster/secrets.js';
+import { withClient } from '../postgres/sql.js';
 import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
 import { chooseSource, type BackupSource } from './source.js';
@@ -31,6 +33,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
   // 1. choose the source node and, for an incremental, check it can take one
   const source = await chooseSource(ctx, secrets, opts.from);
   if (opts.type === 'incr') checkIncrementalSupport(source);
+  if (!source.isPrimary) await freshRestartpoint(ctx, secrets, source);
 
   // 2. start the backup in a partial folder
   const { id, dir } = repo.begin(opts.type);
@@ -113,6 +116,32 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
   };
   repo.complete(info, { version: 1, entries });
   return info;
+}
+
+/**
+ * A backup from a standby starts at its latest restartpoint, which can only
+ * follow a checkpoint replayed from the primary: without one, a quiet standby
+ * would start the backup before its parent ended (and PostgreSQL refuses such
+ * an incremental). So checkpoint the primary and wait until the standby has
+ * replayed that checkpoint.
+ */
+async function freshRestartpoint(ctx: ClusterContext, secrets: Secrets, source: BackupSource): Promise<void> {
+  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const lsn = await withClient(adminTarget(ctx, primary, secrets), async (c) => {
+    await c.query('CHECKPOINT');
+    return (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l;
+  });
+  await withClient(adminTarget(ctx, source.node, secrets), async (c) => {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const r = await c.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]);
+      if (r.rows[0].ok) return;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new PgmError('backup.failed', `replica ${source.node.name} did not replay the primary's checkpoint at ${lsn} within 60 s.`, {
+      hint: 'check its replication (pgmaestro status), or take the backup from the primary with --from.',
+    });
+  });
 }
 
 function checkIncrementalSupport(source: BackupSource): void {

@@ -30,7 +30,6 @@ export class Inbox {
     }
     this.queue.push(m);
     this.bytes += sizeOf(m);
-    if (this.bytes > ((globalThis as any).maxInbox ?? 0)) (globalThis as any).maxInbox = this.bytes;
     if (!this.paused && this.bytes > this.highWater) {
       this.paused = true;
       this.flow.pause();
@@ -39,8 +38,16 @@ export class Inbox {
 
   next(): Promise<BackendMessage> {
     if (this.head < this.queue.length) {
-      const m = this.queue[this.head++];
-      if (this.head === this.queue.length) this.queue.length = this.head = 0;
+      const m = this.queue[this.head];
+      // Drop the reference: under steady flow the queue may never run empty,
+      // and read slots must not keep their payloads alive.
+      this.queue[this.head++] = RELEASED;
+      if (this.head === this.queue.length) {
+        this.queue.length = this.head = 0;
+      } else if (this.head >= COMPACT_AT) {
+        this.queue.splice(0, this.head);
+        this.head = 0;
+      }
       this.bytes -= sizeOf(m);
       if (this.paused && this.bytes <= this.lowWater) {
         this.paused = false;
@@ -67,6 +74,11 @@ export class Inbox {
     this.queue.length = this.head = this.bytes = 0;
   }
 }
+
+/** Placeholder for a slot already handed to the reader. */
+const RELEASED: BackendMessage = { kind: 'copyDone' };
+/** Read slots are cut off the front of the queue once this many pile up. */
+const COMPACT_AT = 1024;
 
 function sizeOf(m: BackendMessage): number {
   if (m.kind === 'copyData') return m.data.length + 5;

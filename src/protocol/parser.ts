@@ -10,37 +10,51 @@ import type { BackendMessage, FieldDescription, NoticeFields } from './messages.
  * copy); the parser never writes into them.
  */
 export class Parser {
-  private chunks: Buffer[] = [];
+  /** The start of an incomplete message: views into earlier chunks, in order. */
+  private fragments: Buffer[] = [];
   private buffered = 0;
   /** Bytes needed before the next message can be decoded (header, then whole message). */
   private needed = HEADER;
 
   parse(chunk: Buffer): BackendMessage[] {
     if (chunk.length === 0) return [];
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    if (this.buffered < this.needed) return [];
-
-    const buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered);
     const out: BackendMessage[] = [];
     let offset = 0;
-    while (buf.length - offset >= HEADER) {
-      const length = buf.readUInt32BE(offset + 1);
-      if (length < 4 || length > MAX_MESSAGE) {
-        throw new PgmError('protocol.error', `the server sent a message of impossible length ${length} (type byte 0x${buf[offset].toString(16)}).`, {
-          hint: 'Check that the address points at a PostgreSQL server and not at another service.',
-        });
+
+    // Complete a message begun in earlier chunks. Only that message is
+    // copied; the rest of the chunk is decoded in place.
+    if (this.buffered > 0) {
+      if (this.buffered + chunk.length < this.needed) {
+        this.keep(chunk);
+        return out;
       }
-      const end = offset + 1 + length;
-      if (end > buf.length) break;
-      out.push(decode(String.fromCharCode(buf[offset]), buf.subarray(offset + HEADER, end)));
-      offset = end;
+      if (this.needed === HEADER) {
+        const head = this.join(chunk, HEADER);
+        this.needed = 1 + checkLength(head, 0);
+        if (this.buffered + chunk.length < this.needed) {
+          this.keep(chunk);
+          return out;
+        }
+      }
+      offset = this.needed - this.buffered;
+      const whole = this.join(chunk, this.needed);
+      out.push(decode(String.fromCharCode(whole[0]), whole.subarray(HEADER)));
+      this.fragments = [];
+      this.buffered = 0;
+      this.needed = HEADER;
     }
 
-    const rest = buf.length - offset;
-    this.chunks = rest > 0 ? [buf.subarray(offset)] : [];
-    this.buffered = rest;
-    this.needed = rest >= HEADER ? 1 + buf.readUInt32BE(offset + 1) : HEADER;
+    while (chunk.length - offset >= HEADER) {
+      const end = offset + 1 + checkLength(chunk, offset);
+      if (end > chunk.length) break;
+      out.push(decode(String.fromCharCode(chunk[offset]), chunk.subarray(offset + HEADER, end)));
+      offset = end;
+    }
+    if (offset < chunk.length) {
+      const rest = chunk.subarray(offset);
+      this.keep(rest);
+      if (rest.length >= HEADER) this.needed = 1 + checkLength(rest, 0);
+    }
     return out;
   }
 
@@ -48,6 +62,31 @@ export class Parser {
   get pendingBytes(): number {
     return this.buffered;
   }
+
+  private keep(part: Buffer): void {
+    this.fragments.push(part);
+    this.buffered += part.length;
+  }
+
+  /** The first `n` bytes of the fragments followed by `chunk`, copied into one buffer. */
+  private join(chunk: Buffer, n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (const f of this.fragments) filled += f.copy(out, filled, 0, Math.min(f.length, n - filled));
+    chunk.copy(out, filled, 0, n - filled);
+    return out;
+  }
+}
+
+/** The length field of the message at `offset`, checked for sanity. */
+function checkLength(buf: Buffer, offset: number): number {
+  const length = buf.readUInt32BE(offset + 1);
+  if (length < 4 || length > MAX_MESSAGE) {
+    throw new PgmError('protocol.error', `the server sent a message of impossible length ${length} (type byte 0x${buf[offset].toString(16)}).`, {
+      hint: 'Check that the address points at a PostgreSQL server and not at another service.',
+    });
+  }
+  return length;
 }
 
 const HEADER = 5;

@@ -68,7 +68,10 @@ export async function materialize(repo: Repository, chain: readonly BackupInfo[]
 }
 
 async function copyFile(src: AsyncIterable<Buffer>, dest: string, owner: RunAs): Promise<void> {
-  await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+  const first = await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+  if (first && owner.uid !== undefined && owner.gid !== undefined) {
+    for (let d = path.dirname(dest); d.length >= first.length; d = path.dirname(d)) await fsp.chown(d, owner.uid, owner.gid);
+  }
   const fh = await fsp.open(dest, 'wx', 0o600);
   try {
     if (owner.uid !== undefined && owner.gid !== undefined) await fh.chown(owner.uid, owner.gid);

@@ -43,8 +43,8 @@ function snapshot(dir: string): string[] {
 }
 
 test('malformed YAML: one sentence naming file and line, exit 2, nothing created', async () => {
-  const c = await cluster('bad-yaml', 56300);
-  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('port: 56301', 'port: [56301'));
+  const c = await cluster('bad-yaml', 26300);
+  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('port: 26301', 'port: [26301'));
   const before = snapshot(c.dir);
   const r = await c.run('up');
   assertRefused(r, /pgmaestro\.yaml line \d+, column \d+: malformed YAML/);
@@ -53,7 +53,7 @@ test('malformed YAML: one sentence naming file and line, exit 2, nothing created
 });
 
 test('an unknown key: named with its path and the allowed keys', async () => {
-  const c = await cluster('bad-key', 56310);
+  const c = await cluster('bad-key', 26310);
   fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('    data_dir: data/node2', '    data_dir: data/node2\n    dta_dir: x'));
   const before = snapshot(c.dir);
   const r = await c.run('up');
@@ -62,28 +62,28 @@ test('an unknown key: named with its path and the allowed keys', async () => {
 });
 
 test('a wrong type: names the path, the expected and the given type', async () => {
-  const c = await cluster('bad-type', 56320);
-  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('port: 56321', 'port: fast'));
+  const c = await cluster('bad-type', 26320);
+  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('port: 26321', 'port: fast'));
   const r = await c.run('status');
   assertRefused(r, /nodes\[1\]\.port \(line \d+\): expected number, got string "fast"/);
 });
 
 test('two nodes on one port: refused before anything starts', async () => {
-  const c = await cluster('bad-dup-port', 56330);
-  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('port: 56331', 'port: 56330'));
+  const c = await cluster('bad-dup-port', 26330);
+  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('port: 26331', 'port: 26330'));
   const before = snapshot(c.dir);
   const r = await c.run('up');
-  assertRefused(r, /nodes node1 and node2 both use port 56330/);
+  assertRefused(r, /nodes node1 and node2 both use port 26330/);
   assert.deepEqual(snapshot(c.dir), before);
 });
 
 test('a port already in use by another program: refused, names the node and the port, nothing initialised', async () => {
-  const c = await cluster('bad-port-busy', 56340);
-  const squatter = net.createServer().listen(56341, '127.0.0.1');
+  const c = await cluster('bad-port-busy', 26340);
+  const squatter = net.createServer().listen(26341, '127.0.0.1');
   await new Promise((r) => squatter.once('listening', r));
   try {
     const r = await c.run('up');
-    assertRefused(r, /port 56341 on 127\.0\.0\.1, configured for node node2, is already in use/);
+    assertRefused(r, /port 26341 on 127\.0\.0\.1, configured for node node2, is already in use/);
     assert.equal(fs.existsSync(path.join(c.dir, 'data', 'node1')), false, 'the primary was not initialised');
   } finally {
     squatter.close();
@@ -91,7 +91,7 @@ test('a port already in use by another program: refused, names the node and the 
 });
 
 test('a data directory that belongs to another cluster: refused and untouched', async () => {
-  const c = await cluster('bad-foreign', 56350);
+  const c = await cluster('bad-foreign', 26350);
   const foreign = path.join(c.dir, 'data', 'node2');
   fs.mkdirSync(foreign, { recursive: true });
   fs.writeFileSync(path.join(foreign, 'PG_VERSION'), '18\n');
@@ -103,7 +103,7 @@ test('a data directory that belongs to another cluster: refused and untouched', 
 });
 
 test('a data directory holding a PostgreSQL cluster pgmaestro did not create: refused', async () => {
-  const c = await cluster('bad-alien', 56360);
+  const c = await cluster('bad-alien', 26360);
   const alien = path.join(c.dir, 'data', 'node1');
   fs.mkdirSync(alien, { recursive: true });
   fs.writeFileSync(path.join(alien, 'PG_VERSION'), '15\n');
@@ -113,7 +113,7 @@ test('a data directory holding a PostgreSQL cluster pgmaestro did not create: re
 });
 
 test('a non-empty directory without PostgreSQL data: refused', async () => {
-  const c = await cluster('bad-notempty', 56370);
+  const c = await cluster('bad-notempty', 26370);
   const dir = path.join(c.dir, 'data', 'node2');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'thesis.tex'), 'precious');
@@ -123,7 +123,7 @@ test('a non-empty directory without PostgreSQL data: refused', async () => {
 });
 
 test('a missing bin_dir: refused with what to set', async () => {
-  const c = await cluster('bad-bindir', 56380);
+  const c = await cluster('bad-bindir', 26380);
   fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('bin_dir: embedded', 'bin_dir: /opt/nowhere/bin'));
   const r = await c.run('up');
   assertRefused(r, /no executable postgres in \/opt\/nowhere\/bin \(postgres\.bin_dir\)/);
@@ -131,7 +131,7 @@ test('a missing bin_dir: refused with what to set', async () => {
 });
 
 test('an unsupported major version: refused naming the version and the supported ones', async () => {
-  const c = await cluster('bad-major', 56390);
+  const c = await cluster('bad-major', 26390);
   const bin = path.join(c.dir, 'pg14', 'bin');
   fs.mkdirSync(bin, { recursive: true });
   for (const tool of ['postgres', 'pg_ctl', 'initdb']) {
@@ -144,7 +144,7 @@ test('an unsupported major version: refused naming the version and the supported
 });
 
 test('init refuses to overwrite an existing configuration', async () => {
-  const c = await cluster('bad-init', 56395);
+  const c = await cluster('bad-init', 26395);
   const before = fs.readFileSync(c.file, 'utf8');
   const r = await cli(['init', c.dir]);
   assertRefused(r, /already exists; init never overwrites/);
@@ -152,7 +152,7 @@ test('init refuses to overwrite an existing configuration', async () => {
 });
 
 test('a data directory the PostgreSQL OS user cannot reach: refused naming the blocking directory', { skip: process.getuid?.() !== 0 && 'needs root' }, async () => {
-  const c = await cluster('bad-reach', 56397);
+  const c = await cluster('bad-reach', 26397);
   const locked = tempDir('locked');
   fs.chmodSync(locked, 0o700);
   try {

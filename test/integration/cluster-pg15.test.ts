@@ -1,4 +1,4 @@
 import { lifecycleSuite } from '../helpers/lifecycle.js';
 import { PG15_BIN } from '../helpers/paths.js';
 
-lifecycleSuite('pg15', { portBase: 56200, binDir: PG15_BIN, major: 15 });
+lifecycleSuite('pg15', { portBase: 26200, binDir: PG15_BIN, major: 15 });

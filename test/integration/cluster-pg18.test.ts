@@ -1,3 +1,3 @@
 import { lifecycleSuite } from '../helpers/lifecycle.js';
 
-lifecycleSuite('pg18', { portBase: 56100, major: 18 });
+lifecycleSuite('pg18', { portBase: 26100, major: 18 });
