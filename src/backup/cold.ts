@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { findNode, type ClusterContext } from '../cluster/context.js';
+import { adminTarget, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import type { NodeConfig } from '../config/types.js';
+import { withClient } from '../postgres/sql.js';
 import { startNode, stopNode } from '../cluster/lifecycle.js';
 import { PgmError } from '../errors.js';
 import { postmasterRunning, readControlCheckpoint, readSystemIdentifier } from '../postgres/control.js';
-import { formatLsn } from '../postgres/lsn.js';
+import { formatLsn, parseLsn } from '../postgres/lsn.js';
 import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
 import type { BackupInfo, StoredEntry } from './types.js';
@@ -32,7 +34,9 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
   const progress = new Progress(`cold backup ${id} of ${node.name}`, process.stderr, opts.quiet);
   let done = 0;
 
-  // 1. stop the node cleanly
+  // 1. note how far a replica has replayed (its copy is consistent only from
+  //    there: its shutdown restartpoint may be older), then stop it cleanly
+  const replayed = wasRunning ? await replayPosition(ctx, node) : null;
   await stopNode(ctx, node, 'fast');
   let info: BackupInfo;
   try {
@@ -81,7 +85,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
       start_time: startTime.toISOString(),
       stop_time: new Date().toISOString(),
       start_lsn: formatLsn(control.redo),
-      stop_lsn: formatLsn(control.checkpoint),
+      stop_lsn: formatLsn(replayed !== null && replayed > control.checkpoint ? replayed : control.checkpoint),
       timeline: control.timeline,
       size_bytes: files.reduce((n, e) => n + e.size, 0),
       stored_bytes: files.reduce((n, e) => n + e.stored_size, 0),
@@ -98,4 +102,12 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
     if (wasRunning) await startNode(ctx, node);
   }
   return info;
+}
+
+async function replayPosition(ctx: ClusterContext, node: NodeConfig): Promise<bigint | null> {
+  const secrets = requireSecrets(ctx);
+  return withClient(adminTarget(ctx, node, secrets), async (c) => {
+    const r = await c.query<{ l: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS l');
+    return r.rows[0].l ? parseLsn(r.rows[0].l) : null;
+  });
 }

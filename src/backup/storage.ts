@@ -139,7 +139,12 @@ export class PosixStorage implements Storage {
       async end() {
         try {
           if (gzip) {
-            await new Promise<void>((resolve) => gzip.end(resolve));
+            const ended = new Promise<void>((resolve, reject) => {
+              gzip.once('end', resolve);
+              gzip.once('error', reject);
+            });
+            gzip.end();
+            await ended;
             await flushOut(out.splice(0));
           }
           await fh.sync();

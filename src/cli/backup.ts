@@ -126,11 +126,14 @@ export function registerBackupCommands(program: Command): void {
     .command('expire')
     .option('-c, --config <file>', 'cluster configuration')
     .option('--dry-run', 'say what would be removed, remove nothing')
+    .option('--at <time>', 'evaluate the window as of this moment instead of now (rehearse with --dry-run)')
     .option('--json', 'machine-readable output')
     .description('remove what no point of the recovery window needs')
-    .action(async (o: { config?: string; dryRun?: boolean; json?: boolean }) => {
+    .action(async (o: { config?: string; dryRun?: boolean; at?: string; json?: boolean }) => {
+      const now = o.at === undefined ? new Date() : new Date(o.at);
+      if (Number.isNaN(now.getTime())) throw new PgmError('usage', `--at '${o.at}' is not a date and time.`, { hint: 'use ISO 8601, e.g. 2026-12-01T00:00:00Z.' });
       const { ctx, repo } = await open(o.config);
-      const r = expire(repo, ctx.cfg.backup.retentionMs, { dryRun: Boolean(o.dryRun) });
+      const r = expire(repo, ctx.cfg.backup.retentionMs, { dryRun: Boolean(o.dryRun), now });
       if (o.json) return say(JSON.stringify(r, null, 2));
       say(r.reason);
       say(`${r.dryRun ? 'would remove' : 'removed'} ${r.remove.length} backup(s)${r.remove.length ? `: ${r.remove.join(', ')}` : ''} and ${r.removedWal.length} WAL segment(s); kept ${r.keep.length}`);

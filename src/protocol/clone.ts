@@ -77,7 +77,6 @@ export async function cloneInto(conn: ReplicationConnection, opts: CloneOptions)
     },
   };
   try {
-    const tb = performance.now();
     const result = await baseBackup(
       conn,
       { label: opts.label ?? 'pgmaestro clone', checkpoint: opts.checkpoint ?? 'fast', wal: opts.wal ?? true, progress: true, manifest: true },
@@ -85,9 +84,7 @@ export async function cloneInto(conn: ReplicationConnection, opts: CloneOptions)
     );
 
     // Make it durable before anyone relies on it.
-    const ts = performance.now();
     await tree.syncAll(16);
-    console.log(`stream ${(ts-tb).toFixed(0)} ms, sync ${(performance.now()-ts).toFixed(0)} ms`);
     return { ...result, bytes: tree.bytes };
   } catch (err) {
     if (err instanceof PgmError) throw err;

@@ -69,6 +69,8 @@ export async function reconstructFile(chain: readonly ChainMember[], rel: string
 
     // Decide where each block comes from, then merge the sources in block order.
     const plan = planReconstruction(latest.header, older);
+    const used = new Set(plan.sources);
+    await Promise.all(cursors.map((c, s) => (s === NEWEST || used.has(s) ? undefined : c.close())));
     const batch: Buffer[] = [];
     for (let b = 0; b < plan.lengthBlocks; b++) {
       const s = plan.sources[b];

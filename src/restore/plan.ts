@@ -36,9 +36,12 @@ export function planRestore(backups: readonly BackupInfo[], archive: ArchiveReac
   }
   const oldest = physical[0];
   const newest = physical[physical.length - 1];
+  const byLsn = [...physical].sort((a, b) => (parseLsn(a.stop_lsn!) < parseLsn(b.stop_lsn!) ? -1 : 1));
+  const lowLsn = byLsn[0].stop_lsn!;
+  const highLsn = byLsn[byLsn.length - 1].stop_lsn!;
   const reachTime = archive.endTime && archive.endTime > newest.stop_time ? archive.endTime : newest.stop_time;
-  const reachLsn = archive.endLsn && parseLsn(archive.endLsn) > parseLsn(newest.stop_lsn!) ? archive.endLsn : newest.stop_lsn!;
-  const range = `from ${oldest.stop_time} (LSN ${oldest.stop_lsn}) to ${reachTime} (LSN ${reachLsn})`;
+  const reachLsn = archive.endLsn && parseLsn(archive.endLsn) > parseLsn(highLsn) ? archive.endLsn : highLsn;
+  const range = `from ${oldest.stop_time} (LSN ${lowLsn}) to ${reachTime} (LSN ${reachLsn})`;
   const outOfRange = (what: string) =>
     new PgmError('restore.out_of_range', `${what} is outside what the repository can reach, which is ${range}.`, {
       hint: 'choose a target inside that range; backup list shows every backup.',
@@ -58,8 +61,8 @@ export function planRestore(backups: readonly BackupInfo[], archive: ArchiveReac
     }
     case 'lsn': {
       const l = parseLsn(target.lsn);
-      if (l < parseLsn(oldest.stop_lsn!) || l > parseLsn(reachLsn)) throw outOfRange(`the LSN ${target.lsn}`);
-      base = [...physical].sort((a, b) => (parseLsn(a.stop_lsn!) < parseLsn(b.stop_lsn!) ? -1 : 1)).reverse().find((b) => parseLsn(b.stop_lsn!) <= l)!;
+      if (l < parseLsn(lowLsn) || l > parseLsn(reachLsn)) throw outOfRange(`the LSN ${target.lsn}`);
+      base = [...byLsn].reverse().find((b) => parseLsn(b.stop_lsn!) <= l)!;
       break;
     }
     case 'xid':

@@ -99,3 +99,14 @@ test('one flipped byte: verify fails naming the file, and restore refuses that b
   assert.match(r.stderr, new RegExp(`backup ${victim.id} is damaged: ${target.stored.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not match its checksum`));
   assert.equal(fs.existsSync(dir), false, 'the refused restore left nothing behind');
 });
+
+test('a logical backup of an 18 server needs pg_dump 18 or later: used when installed, else the error says what to install', async () => {
+  const r = await c.run('backup', 'logical', '--db', 'postgres');
+  if (fs.existsSync('/usr/lib/postgresql/18/bin/pg_dump')) {
+    assert.equal(r.code, 0, r.stderr);
+  } else {
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /pg_dump must be of PostgreSQL 18 or later to work with this server, and only pg_dump 15 is installed\. HINT: install the client tools of PostgreSQL 18 \(Debian: apt-get install postgresql-client-18/);
+    assert.equal((await list(c)).filter((b) => b.type === 'logical').length, 0);
+  }
+});
