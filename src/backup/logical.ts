@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { adminTarget, currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
@@ -104,7 +105,7 @@ export async function logicalRestore(ctx: ClusterContext, repo: Repository, id: 
   });
   const conn = ['-h', node.admin, '-p', String(node.port), '-U', ctx.cfg.superuser, '--no-password'];
   const env = { ...process.env, PGPASSFILE: ctx.paths.superuserPassfile };
-  const scratch = fs.mkdtempSync(path.join(repo.root, '.restore-'));
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaestro-logical-'));
   try {
     // Materialise the dump with checksums verified, then hand it to the tool.
     for (const e of repo.files(id).entries) {

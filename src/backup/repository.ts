@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
-import { PosixStorage, type Storage } from './storage.js';
+import { PosixStorage, fsReason, type Storage } from './storage.js';
 import type { BackupInfo, BackupType, Compression, FileList, WalEntry } from './types.js';
 
 /**
@@ -40,27 +40,33 @@ export class Repository {
     return this.storage.root;
   }
 
-  /** Opens (creating when missing) the repository configured for the cluster. */
-  static open(ctx: ClusterContext): Repository {
+  /** Opens the repository configured for the cluster; for writing, creates it when missing and checks it is writable. */
+  static open(ctx: ClusterContext, mode: 'read' | 'write' = 'write'): Repository {
     const { backup } = ctx.cfg;
     const storage = new PosixStorage(backup.repository, { uid: ctx.user.uid, gid: ctx.user.gid });
     const repo = new Repository(storage, backup.compression, ctx.cfg.cluster);
     try {
+      if (mode === 'read') return repo.checkIdentity(ctx);
+      if (fs.existsSync(backup.repository)) fs.accessSync(backup.repository, fs.constants.W_OK);
       storage.mkdir('backups');
       storage.mkdir('wal');
     } catch (err) {
-      throw new PgmError('repository.write_failed', `cannot create the backup repository ${backup.repository}: ${(err as Error).message}.`, {
+      throw new PgmError('repository.write_failed', `cannot write the backup repository ${backup.repository}: ${fsReason(err)}.`, {
         hint: 'point backup.repository at a writable directory.',
         cause: err,
       });
     }
-    const id = repo.identity();
+    return repo.checkIdentity(ctx);
+  }
+
+  private checkIdentity(ctx: ClusterContext): Repository {
+    const id = this.identity();
     if (id && id.cluster !== ctx.cfg.cluster) {
-      throw new PgmError('repository.invalid', `the repository ${backup.repository} belongs to cluster ${id.cluster}, not ${ctx.cfg.cluster}.`, {
+      throw new PgmError('repository.invalid', `the repository ${this.root} belongs to cluster ${id.cluster}, not ${ctx.cfg.cluster}.`, {
         hint: 'give each cluster its own backup.repository.',
       });
     }
-    return repo;
+    return this;
   }
 
   identity(): RepoIdentity | null {

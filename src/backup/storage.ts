@@ -193,9 +193,14 @@ export class PosixStorage implements Storage {
   }
 }
 
-function storageError(err: unknown, abs: string): PgmError {
+/** Why a file-system call failed, in words a DBA acts on. */
+export function fsReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
-  const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission is denied' : (err as Error).message;
+  return code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission is denied' : (err as Error).message;
+}
+
+function storageError(err: unknown, abs: string): PgmError {
+  const why = fsReason(err);
   return new PgmError('repository.write_failed', `cannot write ${abs} in the backup repository: ${why}.`, {
     hint: 'free space or fix the repository (backup.repository) and run the command again; nothing incomplete is kept.',
     cause: err,

@@ -17,9 +17,9 @@ const say = (line: string): void => {
   process.stdout.write(line + '\n');
 };
 
-async function open(config?: string) {
+async function open(config?: string, mode: 'read' | 'write' = 'write') {
   const ctx = await openCluster(loadConfig(resolveConfigPath(config)));
-  return { ctx, repo: Repository.open(ctx) };
+  return { ctx, repo: Repository.open(ctx, mode) };
 }
 
 function describe(b: BackupInfo): string {
@@ -90,7 +90,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .description('backups with type, parent, times, LSNs, size; storage summary')
     .action(async (o: { config?: string; json?: boolean }) => {
-      const { ctx, repo } = await open(o.config);
+      const { ctx, repo } = await open(o.config, 'read');
       const backups = repo.list();
       const summary = storageSummary(backups, [...repo.walEntries().values()], ctx.cfg.backup);
       if (o.json) return say(JSON.stringify({ backups, storage: summary }, null, 2));
@@ -111,7 +111,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .description('re-read every file against its checksum; check chains and WAL continuity')
     .action(async (id: string | undefined, o: { config?: string; restore?: boolean; json?: boolean }) => {
-      const { ctx, repo } = await open(o.config);
+      const { ctx, repo } = await open(o.config, 'read');
       const report = await verify(ctx, repo, { id, restore: Boolean(o.restore) });
       if (o.json) say(JSON.stringify(report, null, 2));
       else for (const line of report.lines) say(line);
@@ -155,7 +155,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .description('restore to any moment the repository reaches')
     .action(async (o: Record<string, string | boolean | undefined>) => {
-      const { ctx, repo } = await open(o.config as string | undefined);
+      const { ctx, repo } = await open(o.config as string | undefined, 'read');
       if (o.logical) {
         if (!o.db) throw new PgmError('usage', 'restore --logical needs --db NAME.', { hint: 'for example: pgmaestro restore --logical ID --db app_copy.' });
         return say(await logicalRestore(ctx, repo, o.logical as string, o.db as string));

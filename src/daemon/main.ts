@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { WalArchiver } from '../backup/wal-receiver.js';
 import { clusterStatus, type NodeStatus } from '../cluster/status.js';
 import type { ClusterContext } from '../cluster/context.js';
 import { writeFileAtomic } from '../util/fsx.js';
@@ -23,6 +24,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 2000): Promise
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  const archiver = ctx.cfg.backup.walArchive ? new WalArchiver(ctx, null, { log: (s) => log(`wal archiver: ${s}`) }).start() : null;
 
   const last = new Map<string, string>();
   while (!stopping) {
@@ -41,6 +43,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 2000): Promise
       setTimeout(r, intervalMs);
     });
   }
+  await archiver?.stop();
   try {
     if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
   } catch {
