@@ -1,3 +1,5 @@
+import { formatBytes } from '../util/format.js';
+
 /**
  * Progress of a long copy: a redrawn bar with bytes, rate and ETA on a
  * terminal; on anything else a plain line at most every 10 %, so logs stay short.
@@ -28,23 +30,19 @@ export class Progress {
       const width = 24;
       const bar = frac === null ? '' : `[${'='.repeat(Math.round(frac * width)).padEnd(width)}] ${(frac * 100).toFixed(0).padStart(3)}% `;
       const eta = frac !== null && rate > 0 && total ? ` ETA ${Math.max(0, (total - done) / rate).toFixed(0)} s` : '';
-      this.out.write(`\r${this.label} ${bar}${mb(done)}${total ? `/${mb(total)}` : ''} ${mb(rate)}/s${eta}   `);
+      this.out.write(`\r${this.label} ${bar}${formatBytes(done)}${total ? `/${formatBytes(total)}` : ''} ${formatBytes(rate)}/s${eta}   `);
       return;
     }
     const decile = frac === null ? Math.floor(secs / 10) : Math.floor(frac * 10);
     if (decile > this.lastDecile) {
       this.lastDecile = decile;
-      this.out.write(`${this.label}: ${mb(done)}${total ? ` of ${mb(total)}` : ''} at ${mb(rate)}/s\n`);
+      this.out.write(`${this.label}: ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ''} at ${formatBytes(rate)}/s\n`);
     }
   }
 
   finish(done: number): void {
     if (this.quiet) return;
     const secs = (Date.now() - this.started) / 1000;
-    this.out.write(`${this.tty ? '\r' : ''}${this.label}: ${mb(done)} in ${secs.toFixed(1)} s (${mb(done / Math.max(secs, 0.001))}/s)${this.tty ? '            ' : ''}\n`);
+    this.out.write(`${this.tty ? '\r' : ''}${this.label}: ${formatBytes(done)} in ${secs.toFixed(1)} s (${formatBytes(done / Math.max(secs, 0.001))}/s)${this.tty ? '            ' : ''}\n`);
   }
-}
-
-function mb(bytes: number): string {
-  return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(2)} GiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
 }

@@ -4,7 +4,7 @@ import { PgmError } from '../errors.js';
 import { expire } from './expire.js';
 import { hotBackup } from './physical.js';
 import { Repository } from './repository.js';
-import { mib } from './summary.js';
+import { formatBytes } from '../util/format.js';
 
 /**
  * The daemon's backup policy: the configured cron schedules for full and
@@ -47,7 +47,7 @@ export class BackupScheduler {
         const b = await hotBackup(this.ctx, repo, { type: kind, quiet: true });
         const e = expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false });
         return this.say(
-          `scheduled ${b.type} backup ${b.id} from ${b.node}: ${mib(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
+          `scheduled ${b.type} backup ${b.id} from ${b.node}: ${formatBytes(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
         );
       } catch (err) {
         if (err instanceof PgmError && err.code === 'backup.unsupported' && kind === 'incr') return this.say(`skipped the scheduled incremental backup: ${err.message}`);

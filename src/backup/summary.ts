@@ -1,4 +1,5 @@
 import { Cron } from 'croner';
+import { formatBytes } from '../util/format.js';
 import type { BackupConfig } from '../config/types.js';
 import type { BackupInfo, WalEntry } from './types.js';
 
@@ -48,7 +49,7 @@ export function storageSummary(backups: readonly BackupInfo[], wal: readonly Wal
     wal_bytes_per_day: Math.round(walPerDay),
     window: policy.retention,
     projected_bytes: projected,
-    projection: `${fullsInWindow} fulls x ${mib(full)} + ${incrsInWindow} incrementals x ${mib(incr)} + WAL ${mib(walPerDay)}/day x ${Math.round(windowDays + 7)} days`,
+    projection: `${fullsInWindow} fulls x ${formatBytes(full)} + ${incrsInWindow} incrementals x ${formatBytes(incr)} + WAL ${formatBytes(walPerDay)}/day x ${Math.round(windowDays + 7)} days`,
   };
 }
 
@@ -59,8 +60,4 @@ function countRuns(expr: string, from: Date, spanMs: number): number {
   let n = 0;
   for (let t = job.nextRun(from); t && t.getTime() <= end && n < 100_000; t = job.nextRun(t)) n++;
   return n;
-}
-
-export function mib(bytes: number): string {
-  return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(2)} GiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
 }

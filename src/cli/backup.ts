@@ -4,7 +4,8 @@ import { expire } from '../backup/expire.js';
 import { logicalBackup, logicalRestore, type LogicalFormat } from '../backup/logical.js';
 import { hotBackup } from '../backup/physical.js';
 import { Repository } from '../backup/repository.js';
-import { mib, storageSummary } from '../backup/summary.js';
+import { storageSummary } from '../backup/summary.js';
+import { formatBytes } from '../util/format.js';
 import type { BackupInfo } from '../backup/types.js';
 import { verify } from '../backup/verify.js';
 import { openCluster } from '../cluster/context.js';
@@ -23,7 +24,7 @@ async function open(config?: string, mode: 'read' | 'write' = 'write') {
 }
 
 function describe(b: BackupInfo): string {
-  return `${b.type} backup ${b.id} of ${b.node}: ${mib(b.size_bytes)} (${mib(b.stored_bytes)} stored)${b.start_lsn ? `, LSN ${b.start_lsn} to ${b.stop_lsn} on timeline ${b.timeline}` : ''}`;
+  return `${b.type} backup ${b.id} of ${b.node}: ${formatBytes(b.size_bytes)} (${formatBytes(b.stored_bytes)} stored)${b.start_lsn ? `, LSN ${b.start_lsn} to ${b.stop_lsn} on timeline ${b.timeline}` : ''}`;
 }
 
 /** `pgmaestro backup ...` and `pgmaestro restore`. */
@@ -94,13 +95,13 @@ export function registerBackupCommands(program: Command): void {
       const backups = repo.list();
       const summary = storageSummary(backups, [...repo.walEntries().values()], ctx.cfg.backup);
       if (o.json) return say(JSON.stringify({ backups, storage: summary }, null, 2));
-      const rows = backups.map((b) => [b.id, b.type, b.parent ?? '-', b.node, b.start_time.slice(0, 19), b.stop_time.slice(0, 19), b.start_lsn ?? '-', b.stop_lsn ?? '-', mib(b.stored_bytes)]);
+      const rows = backups.map((b) => [b.id, b.type, b.parent ?? '-', b.node, b.start_time.slice(0, 19), b.stop_time.slice(0, 19), b.start_lsn ?? '-', b.stop_lsn ?? '-', formatBytes(b.stored_bytes)]);
       const head = ['ID', 'TYPE', 'PARENT', 'NODE', 'START', 'STOP', 'START LSN', 'STOP LSN', 'STORED'];
       const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
       for (const r of [head, ...rows]) say(r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
       say('');
-      say(`storage: ${mib(summary.total_bytes)} (backups ${mib(summary.backups_bytes)}, WAL ${mib(summary.wal_bytes)} in ${summary.wal_segments} segments, ${mib(summary.wal_bytes_per_day)}/day)`);
-      say(`policy (${summary.window} window) projected: ${mib(summary.projected_bytes)} = ${summary.projection}`);
+      say(`storage: ${formatBytes(summary.total_bytes)} (backups ${formatBytes(summary.backups_bytes)}, WAL ${formatBytes(summary.wal_bytes)} in ${summary.wal_segments} segments, ${formatBytes(summary.wal_bytes_per_day)}/day)`);
+      say(`policy (${summary.window} window) projected: ${formatBytes(summary.projected_bytes)} = ${summary.projection}`);
     });
 
   backup

@@ -7,6 +7,7 @@ import { initdb, pgReload, postmasterRunning, readSystemIdentifier } from '../po
 import { assertReachable, ensureOwnedDir } from '../postgres/osuser.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
+import { formatBytes } from '../util/format.js';
 import { fsyncDir, writeFileAtomic } from '../util/fsx.js';
 import { cloneReplica } from './clone.js';
 import { writeNodeFiles } from './configure.js';
@@ -140,15 +141,4 @@ async function ensureReplicationObjects(ctx: ClusterContext, primary: NodeConfig
       );
     }
   });
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }

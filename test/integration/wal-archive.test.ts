@@ -1,0 +1,236 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Repository } from '../../src/backup/repository.js';
+import { PosixStorage } from '../../src/backup/storage.js';
+import { archivePosition, checkContinuity, readArchived, readHistories, readRecord } from '../../src/backup/wal-archive.js';
+import { archiveStatus } from '../../src/backup/wal-status.js';
+import { parseSegmentName, parseSizeSetting, segmentStartLsn } from '../../src/backup/wal-names.js';
+import { openCluster } from '../../src/cluster/context.js';
+import { loadConfig } from '../../src/config/load.js';
+import { TestCluster } from '../helpers/cluster.js';
+import { CLI, PG15_BIN, REPO } from '../helpers/paths.js';
+
+/**
+ * Continuous WAL archiving by the daemon against real PostgreSQL: segments
+ * arrive whole and byte-identical to the primary's pg_wal, none is skipped
+ * across a SIGKILL of the daemon under write load, and the archive follows a
+ * promotion onto the new timeline. Ports 56500-56599.
+ */
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function repoOf(c: TestCluster): Repository {
+  return new Repository(new PosixStorage(path.join(c.dir, 'backups')), 'none', 'test');
+}
+
+const isArchived = (c: TestCluster, name: string) => fs.existsSync(path.join(c.dir, 'backups', 'wal', `${name}.json`));
+const daemonLog = (c: TestCluster) => fs.readFileSync(path.join(c.dir, 'logs', 'pgmaestro.log'), 'utf8');
+
+/** Writes some rows, then ends the segment; returns the name of the segment just completed. */
+async function writeAndSwitch(c: TestCluster, port: number, rows = 2000): Promise<string> {
+  await c.sql(port, `INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, ${rows}) g`);
+  return (await c.sql<{ f: string }>(port, 'SELECT pg_walfile_name(pg_switch_wal()) AS f'))[0].f;
+}
+
+async function segmentSize(c: TestCluster, port: number): Promise<number> {
+  return parseSizeSetting((await c.sql<{ wal_segment_size: string }>(port, 'SHOW wal_segment_size'))[0].wal_segment_size);
+}
+
+/** No gap from the oldest archived segment to the newest, and every stored file matches its record. */
+async function assertArchiveIntact(c: TestCluster, segSize: number): Promise<{ first: string; last: string; timeline: number }> {
+  const repo = repoOf(c);
+  const entries = [...repo.walEntries().values()];
+  const names = entries.map((e) => e.name);
+  const oldest = names.filter((n) => parseSegmentName(n, segSize)).sort((a, b) => (parseSegmentName(a, segSize)!.segno < parseSegmentName(b, segSize)!.segno ? -1 : 1))[0];
+  const id = parseSegmentName(oldest, segSize)!;
+  const r = checkContinuity(names, { lsn: segmentStartLsn(id.segno, segSize), timeline: id.timeline }, segSize, readHistories(repo, entries));
+  assert.deepEqual(r.missing, [], `gaps in the archive: ${r.missing.join(', ')}`);
+  for (const e of entries) {
+    const stored = fs.readFileSync(path.join(c.dir, 'backups', 'wal', e.stored));
+    assert.equal(crypto.createHash('sha256').update(stored).digest('hex'), e.sha256, `${e.name} matches its record`);
+    if (parseSegmentName(e.name, segSize)) assert.equal(e.size, segSize, `${e.name} is a whole segment`);
+  }
+  return { first: r.first!, last: r.last!, timeline: r.timeline };
+}
+
+/** The archived copy of `name` equals the node's own pg_wal file. */
+function assertSameAsPgWal(c: TestCluster, dataDir: string, name: string): void {
+  const repo = repoOf(c);
+  const archived = readArchived(repo, readRecord(repo, name)!);
+  const own = fs.readFileSync(path.join(dataDir, 'pg_wal', name));
+  assert.equal(archived.length, own.length);
+  assert.ok(archived.equals(own), `${name}: the archived bytes equal ${dataDir}/pg_wal/${name}`);
+}
+
+function archiveSuite(label: string, opts: { portBase: number; binDir?: string; gzip?: boolean }): void {
+  describe(label, () => {
+    let c: TestCluster;
+    const port = opts.portBase;
+    let segSize = 0;
+    before(async () => {
+      c = await TestCluster.init(label, { portBase: port, replicas: 0, binDir: opts.binDir });
+      if (opts.gzip) fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('compression: none', 'compression: gzip'));
+      const r = await c.run('up');
+      assert.equal(r.code, 0, r.stderr);
+      await c.sql(port, 'CREATE TABLE t (id bigserial PRIMARY KEY, v text)');
+      segSize = await segmentSize(c, port);
+    });
+    after(async () => {
+      await c?.destroy();
+    });
+
+    test(`${label}: the daemon archives every completed segment, byte for byte as in pg_wal`, async () => {
+      const done: string[] = [];
+      for (let i = 0; i < 4; i++) done.push(await writeAndSwitch(c, port));
+      await c.until(`${done[3]} archived`, async () => isArchived(c, done[3]), 30_000);
+      for (const name of done) assert.ok(isArchived(c, name), name);
+      const st = await c.status();
+      assertSameAsPgWal(c, c.node(st, 'node1').data_dir, done[3]);
+      if (opts.gzip) assert.match(readRecord(repoOf(c), done[3])!.stored, /\.gz$/);
+      assert.match(daemonLog(c), new RegExp(`wal archiver: archived ${done[3]} \\(16 MiB\\) at `));
+      const slot = await c.sql<{ active: boolean }>(port, "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgm_archiver'");
+      assert.deepEqual(slot, [{ active: true }]);
+      await assertArchiveIntact(c, segSize);
+
+      const ctx = await openCluster(loadConfig(c.file));
+      const status = await archiveStatus(ctx, repoOf(c));
+      assert.equal(status.last_segment, archivePosition(repoOf(c))!.segment);
+      assert.equal(status.timeline, 1);
+      assert.ok(status.lag_bytes !== null && status.lag_bytes >= 0 && status.lag_bytes < 2 * segSize, `lag ${status.lag_bytes}`);
+    });
+
+    test(`${label}: no segment is skipped when the daemon is killed with SIGKILL under write load and restarted`, async () => {
+      let running = true;
+      const switched: string[] = [];
+      const load = (async () => {
+        while (running) {
+          switched.push(await writeAndSwitch(c, port, 500));
+          await sleep(30);
+        }
+      })();
+      try {
+        await c.until('segments archived under load', async () => switched.length >= 3 && isArchived(c, switched[2]), 30_000);
+        const pid = (await c.status()).daemon.pid!;
+        process.kill(pid, 'SIGKILL');
+        await c.until('daemon gone', async () => !(await c.status()).daemon.running, 10_000);
+        const whileDown = switched.length;
+        await c.until('WAL written while the daemon is down', async () => switched.length >= whileDown + 3, 30_000);
+        const r = await c.run('up');
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /daemon: started/);
+        const afterUp = switched.length;
+        await c.until('more WAL after the restart', async () => switched.length >= afterUp + 3, 30_000);
+      } finally {
+        running = false;
+        await load;
+      }
+      const final = await writeAndSwitch(c, port);
+      await c.until(`${final} archived`, async () => isArchived(c, final), 30_000);
+      for (const name of switched) assert.ok(isArchived(c, name), `${name} archived`);
+      const intact = await assertArchiveIntact(c, segSize);
+      assert.equal(intact.last, archivePosition(repoOf(c))!.segment);
+      assert.match(daemonLog(c), /on timeline 1 from [0-9A-F]+\/[0-9A-F]+, after [0-9A-F]{24}, the newest archived segment on this history/);
+      assertSameAsPgWal(c, c.node(await c.status(), 'node1').data_dir, final);
+    });
+  });
+}
+
+/**
+ * Promotion without HA code: stop the primary, pg_promote() the replica,
+ * point the state's `primary` at it. With `lagging`, the daemon is down
+ * while the old timeline gains segments, so the archiver must stream the old
+ * timeline to its end from the new primary (kept there by wal_keep_size),
+ * archive its last segment as .partial, then follow onto timeline 2.
+ */
+function timelineSuite(label: string, opts: { portBase: number; binDir?: string; lagging: boolean }): void {
+  describe(label, () => {
+    let c: TestCluster;
+    const [p1, p2] = [opts.portBase, opts.portBase + 1];
+    before(async () => {
+      c = await TestCluster.init(label, { portBase: p1, replicas: 1, binDir: opts.binDir });
+      fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('    log_min_duration_statement: 1000\n', '    log_min_duration_statement: 1000\n    wal_keep_size: 1GB\n'));
+      const r = await c.run('up');
+      assert.equal(r.code, 0, r.stderr);
+      await c.sql(p1, 'CREATE TABLE t (id bigserial PRIMARY KEY, v text)');
+    });
+    after(async () => {
+      await c?.destroy();
+    });
+
+    test(`${label}: after a promotion the archive continues on timeline 2 with no gap across the switch`, async () => {
+      const segSize = await segmentSize(c, p1);
+      let last = '';
+      for (let i = 0; i < 3; i++) last = await writeAndSwitch(c, p1);
+      await c.until(`${last} archived`, async () => isArchived(c, last), 30_000);
+      const st = await c.status();
+      if (opts.lagging) {
+        process.kill(st.daemon.pid!, 'SIGKILL');
+        await c.until('daemon gone', async () => !(await c.status()).daemon.running, 10_000);
+        for (let i = 0; i < 3; i++) last = await writeAndSwitch(c, p1);
+      }
+      await c.sql(p1, "INSERT INTO t (v) VALUES ('the last row of timeline 1')");
+
+      // 1. the replica has everything; the primary stops (fast), the replica is promoted
+      const end = (await c.sql<{ l: string }>(p1, 'SELECT pg_current_wal_lsn()::text AS l'))[0].l;
+      await c.until('replica caught up', async () => (await c.sql<{ ok: boolean }>(p2, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [end]))[0].ok, 30_000);
+      process.kill(c.node(st, 'node1').pid!, 'SIGINT');
+      await c.until('node1 stopped', async () => c.node(await c.status(), 'node1').role === 'down', 30_000);
+      assert.deepEqual(await c.sql(p2, 'SELECT pg_promote() AS ok'), [{ ok: true }]);
+      const stateFile = path.join(c.dir, 'state', 'state.json');
+      fs.writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(stateFile, 'utf8')), primary: 'node2' }, null, 2));
+      if (opts.lagging) startDaemon(c);
+
+      // 2. timeline 2 gets WAL; the archiver follows
+      let last2 = '';
+      for (let i = 0; i < 3; i++) last2 = await writeAndSwitch(c, p2);
+      assert.match(last2, /^00000002/);
+      await c.until(`${last2} archived`, async () => isArchived(c, last2), 60_000);
+
+      // 3. one path from the first segment of timeline 1 to the newest of timeline 2
+      assert.ok(isArchived(c, '00000002.history'));
+      const intact = await assertArchiveIntact(c, segSize);
+      assert.match(intact.first, /^00000001/);
+      assert.equal(intact.last, last2);
+      assert.equal(intact.timeline, 2);
+      const node2 = c.node(await c.status(), 'node2');
+      assertSameAsPgWal(c, node2.data_dir, last2);
+      const repo = repoOf(c);
+      const switchSeg = [...repo.walEntries().keys()].filter((n) => /^00000002[0-9A-F]{16}$/.test(n)).sort()[0];
+      assertSameAsPgWal(c, node2.data_dir, switchSeg);
+      const partial = readRecord(repo, `00000001${switchSeg.slice(8)}.partial`);
+      if (opts.lagging) {
+        // the old timeline's last segment, up to the switch: a prefix of the new timeline's copy
+        assert.ok(partial, 'the end of timeline 1 is archived as .partial');
+        assert.ok(partial.size > 0 && partial.size < segSize);
+        assert.ok(readArchived(repo, partial).equals(readArchived(repo, readRecord(repo, switchSeg)!).subarray(0, partial.size)));
+        assert.match(daemonLog(c), /timeline 1 ended at [0-9A-F]+\/[0-9A-F]+; archived 00000002\.history and continue on timeline 2/);
+      } else {
+        assert.equal(partial, null, 'caught up: streaming resumes on timeline 2 directly');
+        assert.match(daemonLog(c), /archiving WAL from node2 .* on timeline 2 from /);
+      }
+      const ctx = await openCluster(loadConfig(c.file));
+      const status = await archiveStatus(ctx, repo);
+      assert.equal(status.timeline, 2);
+      assert.equal(status.last_segment, last2);
+    });
+  });
+}
+
+/** Starts the daemon directly (`up` would try to bring the stopped old primary back). */
+function startDaemon(c: TestCluster): void {
+  const out = fs.openSync(path.join(c.dir, 'logs', 'pgmaestro.log'), 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'daemon', '-c', c.file], { detached: true, stdio: ['ignore', out, out], cwd: REPO });
+  fs.closeSync(out);
+  child.unref();
+}
+
+describe('WAL archive', { concurrency: true }, () => {
+  archiveSuite('wal-pg18', { portBase: 56500 });
+  archiveSuite('wal-pg15', { portBase: 56510, binDir: PG15_BIN, gzip: true });
+  timelineSuite('wal-tl-pg18', { portBase: 56520, lagging: true });
+  timelineSuite('wal-tl-pg15', { portBase: 56530, binDir: PG15_BIN, lagging: false });
+});
