@@ -29,7 +29,11 @@ export interface WalArchiverOptions {
  *   archived segment on the primary's timeline history, and the slot
  *   `pgm_archiver` is told a position is flushed only once every segment
  *   before it is durably in the repository, so the primary keeps the WAL
- *   the archive still needs — across daemon restarts and crashes.
+ *   the archive still needs — across daemon restarts and crashes. (The
+ *   position may lie inside the segment in progress, when the server
+ *   requests a reply: the server keeps WAL by whole segments, so that
+ *   segment stays. Answering so matters: a primary's shutdown waits until
+ *   every walsender's client confirmed all WAL.)
  * - A segment is archived whole or not at all. The segment in progress is
  *   streamed to disk (`wal/<name>.partial` under the storage's temporary
  *   name) rather than held in memory, so memory stays bounded whatever
@@ -147,7 +151,7 @@ export class WalArchiver {
       // 5. stream, timeline after timeline
       let at: WalPoint = start;
       for (;;) {
-        const end = await this.streamTimeline(conn, repo, at, segmentSize);
+        const end = await this.streamTimeline(conn, repo, nodeName, at, segmentSize);
         if (!end) return;
         at = await this.switchTimeline(conn, repo, at.timeline, end, segmentSize);
       }
@@ -158,13 +162,29 @@ export class WalArchiver {
     }
   }
 
-  /** Streams `at.timeline` from `at.lsn`, archiving each completed segment; the timeline's end, or null when stopped. */
-  private async streamTimeline(conn: ReplicationConnection, repo: Repository, at: WalPoint, segmentSize: number): Promise<TimelineEnd | null> {
+  /**
+   * Streams `at.timeline` from `at.lsn`, archiving each completed segment.
+   * Returns the timeline's end, or null when stopped or when another node
+   * became primary (the caller reconnects to it).
+   */
+  private async streamTimeline(conn: ReplicationConnection, repo: Repository, nodeName: string, at: WalPoint, segmentSize: number): Promise<TimelineEnd | null> {
     const stream = await conn.startReplication({ slot: ARCHIVER_SLOT, lsn: at.lsn, timeline: at.timeline });
     this.stream = stream;
+    const watch = setInterval(() => {
+      let now = nodeName;
+      try {
+        now = currentPrimaryName(this.ctx);
+      } catch {
+        return; // an unreadable state file: keep streaming from the node we have
+      }
+      if (now === nodeName) return;
+      clearInterval(watch);
+      this.log(`${now} is primary now, not ${nodeName}; reconnecting to it.`);
+      stream.stop().catch(() => conn.destroy());
+    }, this.statusIntervalMs);
     const seg = BigInt(segmentSize);
     let pos = at.lsn;
-    // Zero until this stream archived a segment: the server ignores it, so the slot keeps its restart_lsn.
+    // What the slot may release. Zero (ignored by the server) until this stream archived a segment.
     let flushed: Lsn = 0n;
     let lastStatus = Date.now();
     let sink: SegmentSink | null = null;
@@ -177,7 +197,12 @@ export class WalArchiver {
       for await (const m of stream) {
         if (this.stopping) break;
         if (m.kind === 'keepalive') {
-          if (m.replyRequested) await status();
+          if (!m.replyRequested) continue;
+          // The server wants an answer, e.g. its shutdown waits until every standby confirmed all WAL.
+          // Confirming the segment in progress is safe: WAL is kept by whole segments, so the one
+          // holding the slot's restart_lsn stays on the server until it is archived and passed.
+          flushed = pos;
+          await status();
           continue;
         }
         if (m.start !== pos) {
@@ -215,6 +240,7 @@ export class WalArchiver {
       }
       return end;
     } finally {
+      clearInterval(watch);
       await sink?.abort();
       this.stream = null;
     }

@@ -13,6 +13,16 @@ export interface ClusterState {
   readonly timeline: number | null;
   readonly fenced: readonly string[];
   readonly updatedAt: string;
+  /**
+   * A promotion in progress: written before the first irreversible step and
+   * cleared after the last, so a daemon that restarts mid-way finishes it.
+   */
+  readonly pending?: { readonly kind: 'failover' | 'switchover'; readonly from: string; readonly to: string; readonly reason: string; readonly at: string } | null;
+}
+
+/** Returns `s` with `change` applied and a fresh timestamp. */
+export function nextState(s: ClusterState, change: Partial<Omit<ClusterState, 'version' | 'cluster' | 'updatedAt'>>): ClusterState {
+  return { ...s, ...change, updatedAt: new Date().toISOString() };
 }
 
 /**

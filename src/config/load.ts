@@ -33,6 +33,7 @@ export function loadConfig(file: string): ClusterConfig {
       nofailover: override.tags?.nofailover ?? n.tags.nofailover,
       priority: override.tags?.priority ?? n.tags.priority,
       overrideFile,
+      vipInterface: n.vip_interface ?? null,
     };
   });
 
@@ -72,8 +73,29 @@ export function loadConfig(file: string): ClusterConfig {
       walArchive: raw.backup.wal_archive,
       schedule: raw.backup.schedule,
     },
+    ha: {
+      failoverTimeoutMs: shortDurationMs(raw.ha.failover_timeout),
+      restartFirst: raw.ha.restart_first,
+      maximumLagOnFailover: raw.ha.maximum_lag_on_failover,
+      autoRejoin: raw.ha.auto_rejoin,
+      quorum: raw.ha.synchronous === 'off' ? null : Number(raw.ha.synchronous.split(' ')[1]),
+      isolation: raw.ha.isolation,
+      vip: raw.ha.vip ?? null,
+    },
+    endpoint: parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000),
     nodes,
   };
+}
+
+/** '500ms', '5s' in milliseconds. */
+export function shortDurationMs(text: string): number {
+  return text.endsWith('ms') ? Number(text.slice(0, -2)) : Number(text.slice(0, -1)) * 1000;
+}
+
+function parseEndpoint(text: string | undefined, defaultPort: number): { host: string; port: number } {
+  if (!text) return { host: '127.0.0.1', port: defaultPort };
+  const i = text.lastIndexOf(':');
+  return { host: text.slice(0, i), port: Number(text.slice(i + 1)) };
 }
 
 /** '36h', '21d', '3w' in milliseconds. */

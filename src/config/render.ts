@@ -29,6 +29,10 @@ export function renderSharedConf(cfg: ClusterConfig, major: number): string {
     log_filename: 'postgresql-%Y-%m-%d.log',
     log_line_prefix: '%m [%p] %q%u@%d ',
     ...(major >= 17 ? { summarize_wal: true } : {}),
+    // replicas notice a dead link within the failover timeout's order
+    wal_receiver_timeout: `${Math.max(2 * cfg.ha.failoverTimeoutMs, 5000)}ms`,
+    wal_receiver_status_interval: '1s',
+    ...(cfg.ha.quorum !== null ? { synchronous_standby_names: `ANY ${cfg.ha.quorum} (${cfg.nodes.map((n) => n.name).join(', ')})` } : {}),
   };
   return (
     HEADER +

@@ -34,6 +34,7 @@ export const nodeSchema = z
     admin: address.default('127.0.0.1').describe('address pgmaestro administers the node on'),
     settings: settingsSchema.default({}).describe('settings that override the shared ones on this node only'),
     tags: tagsSchema.default({ nofailover: false, priority: 100 }),
+    vip_interface: z.string().optional().describe('network interface that carries the virtual IP on this node'),
   })
   .strict();
 
@@ -69,6 +70,33 @@ export const backupSchema = z
   })
   .strict();
 
+const seconds = z
+  .string()
+  .regex(/^\d+(\.\d+)?(ms|s)$/, 'a duration such as 500ms or 5s')
+  .describe('a short duration: milliseconds (ms) or seconds (s)');
+
+export const haSchema = z
+  .object({
+    failover_timeout: seconds.default('5s').describe('how long the primary must be unreachable (and unheard by every replica) before a failover'),
+    restart_first: z.boolean().default(true).describe('restart a crashed primary in place (host reachable) before promoting'),
+    maximum_lag_on_failover: z.number().int().min(0).default(1048576).describe('bytes: a replica further behind is never promoted'),
+    auto_rejoin: z.boolean().default(false).describe('rebuild an old primary as a replica automatically after a failover'),
+    synchronous: z
+      .string()
+      .regex(/^(off|quorum [1-9])$/, "'off' or 'quorum N'")
+      .default('off')
+      .describe("'quorum N': a commit is acknowledged once N replicas have it; failover then only promotes a replica holding every acknowledged commit"),
+    isolation: z.enum(['none', 'netns']).default('none').describe("lab only (root): 'netns' runs each node in its own network namespace"),
+    vip: z.string().optional().describe('virtual IP (CIDR) moved to the primary host: ip addr add + gratuitous ARP'),
+  })
+  .strict();
+
+export const endpointsSchema = z
+  .object({
+    rw: z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port').optional().describe('read-write endpoint (default: 127.0.0.1 and the first node port + 1000)'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     cluster: z.string().regex(/^[a-z][a-z0-9_-]{0,40}$/, 'lower-case letters, digits, _ and -, starting with a letter'),
@@ -78,6 +106,8 @@ export const configSchema = z
       .default(['127.0.0.1/32'])
       .describe('networks allowed to connect to databases (pg_hba.conf); replication is always limited to the nodes'),
     postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
+    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, synchronous: 'off', isolation: 'none' }),
+    endpoints: endpointsSchema.default({}),
     backup: backupSchema.default({ repository: 'backups', compression: 'none', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
     nodes: z.array(nodeSchema).min(1),
   })

@@ -14,6 +14,7 @@ export interface NodeConfig {
   readonly priority: number;
   /** Where the node's override file is (whether or not it exists). */
   readonly overrideFile: string;
+  readonly vipInterface: string | null;
 }
 
 export interface BackupConfig {
@@ -29,6 +30,17 @@ export interface BackupConfig {
   readonly schedule: { readonly full: string; readonly incr: string };
 }
 
+export interface HaConfig {
+  readonly failoverTimeoutMs: number;
+  readonly restartFirst: boolean;
+  readonly maximumLagOnFailover: number;
+  readonly autoRejoin: boolean;
+  /** null when off. */
+  readonly quorum: number | null;
+  readonly isolation: 'none' | 'netns';
+  readonly vip: string | null;
+}
+
 export interface ClusterConfig {
   readonly file: string;
   /** Directory of the config file; the cluster's own files live under it. */
@@ -42,5 +54,8 @@ export interface ClusterConfig {
   readonly replicationUser: string;
   readonly settings: Settings;
   readonly backup: BackupConfig;
+  readonly ha: HaConfig;
+  /** The read-write endpoint the daemon listens on. */
+  readonly endpoint: { readonly host: string; readonly port: number };
   readonly nodes: readonly NodeConfig[];
 }

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,6 +29,15 @@ function repoOf(c: TestCluster): Repository {
 
 const isArchived = (c: TestCluster, name: string) => fs.existsSync(path.join(c.dir, 'backups', 'wal', `${name}.json`));
 const daemonLog = (c: TestCluster) => fs.readFileSync(path.join(c.dir, 'logs', 'pgmaestro.log'), 'utf8');
+
+/** Waits until `name` is archived; on timeout, the daemon's last log lines say why. */
+async function untilArchived(c: TestCluster, name: string, timeoutMs = 30_000): Promise<void> {
+  try {
+    await c.until(`${name} archived`, async () => isArchived(c, name), timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; daemon log:\n${daemonLog(c).split('\n').slice(-15).join('\n')}`);
+  }
+}
 
 /** Writes some rows, then ends the segment; returns the name of the segment just completed. */
 async function writeAndSwitch(c: TestCluster, port: number, rows = 2000): Promise<string> {
@@ -67,7 +76,7 @@ function assertSameAsPgWal(c: TestCluster, dataDir: string, name: string): void 
 }
 
 function archiveSuite(label: string, opts: { portBase: number; binDir?: string; gzip?: boolean }): void {
-  describe(label, () => {
+  describe(label, { concurrency: 1 }, () => {
     let c: TestCluster;
     const port = opts.portBase;
     let segSize = 0;
@@ -86,14 +95,14 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
     test(`${label}: the daemon archives every completed segment, byte for byte as in pg_wal`, async () => {
       const done: string[] = [];
       for (let i = 0; i < 4; i++) done.push(await writeAndSwitch(c, port));
-      await c.until(`${done[3]} archived`, async () => isArchived(c, done[3]), 30_000);
+      await untilArchived(c, done[3], 30_000);
       for (const name of done) assert.ok(isArchived(c, name), name);
       const st = await c.status();
       assertSameAsPgWal(c, c.node(st, 'node1').data_dir, done[3]);
       if (opts.gzip) assert.match(readRecord(repoOf(c), done[3])!.stored, /\.gz$/);
       assert.match(daemonLog(c), new RegExp(`wal archiver: archived ${done[3]} \\(16 MiB\\) at `));
       const slot = await c.sql<{ active: boolean }>(port, "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgm_archiver'");
-      assert.deepEqual(slot, [{ active: true }]);
+      assert.deepEqual(slot, [{ active: true }], daemonLog(c));
       await assertArchiveIntact(c, segSize);
 
       const ctx = await openCluster(loadConfig(c.file));
@@ -103,7 +112,7 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
       assert.ok(status.lag_bytes !== null && status.lag_bytes >= 0 && status.lag_bytes < 2 * segSize, `lag ${status.lag_bytes}`);
     });
 
-    test(`${label}: no segment is skipped when the daemon is killed with SIGKILL under write load and restarted`, async () => {
+    test(`${label}: no segment is skipped when the daemon is killed with SIGKILL under write load and restarted`, async (t) => {
       let running = true;
       const switched: string[] = [];
       const load = (async () => {
@@ -113,7 +122,8 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
         }
       })();
       try {
-        await c.until('segments archived under load', async () => switched.length >= 3 && isArchived(c, switched[2]), 30_000);
+        await c.until('segments written under load', async () => switched.length >= 3, 30_000);
+        await untilArchived(c, switched[2]);
         const pid = (await c.status()).daemon.pid!;
         process.kill(pid, 'SIGKILL');
         await c.until('daemon gone', async () => !(await c.status()).daemon.running, 10_000);
@@ -129,10 +139,11 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
         await load;
       }
       const final = await writeAndSwitch(c, port);
-      await c.until(`${final} archived`, async () => isArchived(c, final), 30_000);
+      await untilArchived(c, final, 30_000);
       for (const name of switched) assert.ok(isArchived(c, name), `${name} archived`);
       const intact = await assertArchiveIntact(c, segSize);
       assert.equal(intact.last, archivePosition(repoOf(c))!.segment);
+      t.diagnostic(`${switched.length} segments switched under load; archive ${intact.first}..${intact.last}, ${repoOf(c).walEntries().size} files, no gap`);
       assert.match(daemonLog(c), /on timeline 1 from [0-9A-F]+\/[0-9A-F]+, after [0-9A-F]{24}, the newest archived segment on this history/);
       assertSameAsPgWal(c, c.node(await c.status(), 'node1').data_dir, final);
     });
@@ -145,9 +156,12 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
  * while the old timeline gains segments, so the archiver must stream the old
  * timeline to its end from the new primary (kept there by wal_keep_size),
  * archive its last segment as .partial, then follow onto timeline 2.
+ * With `restorePort` (PostgreSQL 15, whose pg_basebackup is at hand), a base
+ * backup taken on timeline 1 without WAL is recovered with the repository's
+ * restore_command alone, through the switch, to the end of timeline 2.
  */
-function timelineSuite(label: string, opts: { portBase: number; binDir?: string; lagging: boolean }): void {
-  describe(label, () => {
+function timelineSuite(label: string, opts: { portBase: number; binDir?: string; lagging: boolean; restorePort?: number }): void {
+  describe(label, { concurrency: 1 }, () => {
     let c: TestCluster;
     const [p1, p2] = [opts.portBase, opts.portBase + 1];
     before(async () => {
@@ -161,11 +175,13 @@ function timelineSuite(label: string, opts: { portBase: number; binDir?: string;
       await c?.destroy();
     });
 
-    test(`${label}: after a promotion the archive continues on timeline 2 with no gap across the switch`, async () => {
+    test(`${label}: after a promotion the archive continues on timeline 2 with no gap across the switch`, async (t) => {
       const segSize = await segmentSize(c, p1);
       let last = '';
       for (let i = 0; i < 3; i++) last = await writeAndSwitch(c, p1);
-      await c.until(`${last} archived`, async () => isArchived(c, last), 30_000);
+      await untilArchived(c, last, 30_000);
+      const backupDir = path.join(c.dir, 'restored');
+      if (opts.restorePort) baseBackup(c, p1, backupDir);
       const st = await c.status();
       if (opts.lagging) {
         process.kill(st.daemon.pid!, 'SIGKILL');
@@ -177,8 +193,9 @@ function timelineSuite(label: string, opts: { portBase: number; binDir?: string;
       // 1. the replica has everything; the primary stops (fast), the replica is promoted
       const end = (await c.sql<{ l: string }>(p1, 'SELECT pg_current_wal_lsn()::text AS l'))[0].l;
       await c.until('replica caught up', async () => (await c.sql<{ ok: boolean }>(p2, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [end]))[0].ok, 30_000);
+      // a fast shutdown waits until every walsender's client confirmed all WAL: the archiver must answer
       process.kill(c.node(st, 'node1').pid!, 'SIGINT');
-      await c.until('node1 stopped', async () => c.node(await c.status(), 'node1').role === 'down', 30_000);
+      await c.until('node1 stopped (the archiver does not hold up a fast shutdown)', async () => c.node(await c.status(), 'node1').pid === null, 15_000);
       assert.deepEqual(await c.sql(p2, 'SELECT pg_promote() AS ok'), [{ ok: true }]);
       const stateFile = path.join(c.dir, 'state', 'state.json');
       fs.writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(stateFile, 'utf8')), primary: 'node2' }, null, 2));
@@ -186,9 +203,10 @@ function timelineSuite(label: string, opts: { portBase: number; binDir?: string;
 
       // 2. timeline 2 gets WAL; the archiver follows
       let last2 = '';
+      await c.sql(p2, "INSERT INTO t (v) VALUES ('a row of timeline 2')");
       for (let i = 0; i < 3; i++) last2 = await writeAndSwitch(c, p2);
       assert.match(last2, /^00000002/);
-      await c.until(`${last2} archived`, async () => isArchived(c, last2), 60_000);
+      await untilArchived(c, last2, 60_000);
 
       // 3. one path from the first segment of timeline 1 to the newest of timeline 2
       assert.ok(isArchived(c, '00000002.history'));
@@ -207,17 +225,50 @@ function timelineSuite(label: string, opts: { portBase: number; binDir?: string;
         assert.ok(partial, 'the end of timeline 1 is archived as .partial');
         assert.ok(partial.size > 0 && partial.size < segSize);
         assert.ok(readArchived(repo, partial).equals(readArchived(repo, readRecord(repo, switchSeg)!).subarray(0, partial.size)));
-        assert.match(daemonLog(c), /timeline 1 ended at [0-9A-F]+\/[0-9A-F]+; archived 00000002\.history and continue on timeline 2/);
+        assert.match(daemonLog(c), /timeline 1 ended at [0-9A-F]+\/[0-9A-F]+; (archived|already had) 00000002\.history and continue on timeline 2/);
       } else {
         assert.equal(partial, null, 'caught up: streaming resumes on timeline 2 directly');
         assert.match(daemonLog(c), /archiving WAL from node2 .* on timeline 2 from /);
       }
+      t.diagnostic(`archive ${intact.first}..${intact.last}${partial ? `, ${partial.name} (${partial.size} bytes)` : ''}, no gap`);
       const ctx = await openCluster(loadConfig(c.file));
       const status = await archiveStatus(ctx, repo);
       assert.equal(status.timeline, 2);
       assert.equal(status.last_segment, last2);
+
+      // 4. the archive is what a restore needs: a timeline-1 backup recovers through the switch
+      if (opts.restorePort) {
+        await recoverFromArchive(c, backupDir, opts.restorePort);
+        const rows = await c.sql<{ v: string }>(opts.restorePort, "SELECT v FROM t WHERE v IN ('the last row of timeline 1', 'a row of timeline 2') ORDER BY id");
+        assert.deepEqual(rows.map((r) => r.v), ['the last row of timeline 1', 'a row of timeline 2']);
+        const tli = await c.sql<{ f: string }>(opts.restorePort, 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS f');
+        assert.match(tli[0].f, /^00000003/, 'recovery followed timeline 2 to its end, then promoted');
+        const serverLog = fs.readdirSync(path.join(backupDir, 'log')).map((f) => fs.readFileSync(path.join(backupDir, 'log', f), 'utf8')).join('');
+        assert.match(serverLog, /restored log file "00000002\.history" from archive/);
+        assert.match(serverLog, new RegExp(`restored log file "${switchSeg}" from archive`), 'the switch segment comes from the new timeline');
+        execFileSync('runuser', ['-u', 'postgres', '--', path.join(PG15_BIN, 'pg_ctl'), '-D', backupDir, '-m', 'immediate', 'stop'], { stdio: 'pipe' });
+      }
     });
   });
+}
+
+/** A base backup without WAL (-X none): recovering it needs the archive from its start on. */
+function baseBackup(c: TestCluster, port: number, dir: string): void {
+  execFileSync(path.join(PG15_BIN, 'pg_basebackup'), ['-D', dir, '-X', 'none', '-c', 'fast', '--no-manifest', '-h', '127.0.0.1', '-p', String(port), '-U', 'replicator', '-w'], {
+    env: { ...process.env, PGPASSFILE: path.join(c.dir, 'secrets', 'replication.pgpass') },
+    stdio: 'pipe',
+  });
+}
+
+/** Starts the backup in `dir` with recovery.signal and the repository's restore_command; waits until recovery ended. */
+async function recoverFromArchive(c: TestCluster, dir: string, port: number): Promise<void> {
+  const command = repoOf(c).restoreCommand().replace(/'/g, "''");
+  fs.appendFileSync(path.join(dir, 'postgresql.auto.conf'), `port = ${port}\nrestore_command = '${command}'\nrecovery_target_timeline = 'latest'\n`);
+  fs.writeFileSync(path.join(dir, 'recovery.signal'), '');
+  execFileSync('chown', ['-R', 'postgres:postgres', dir]);
+  fs.chmodSync(dir, 0o700);
+  execFileSync('runuser', ['-u', 'postgres', '--', path.join(PG15_BIN, 'pg_ctl'), '-D', dir, '-l', path.join(dir, 'recovery.log'), '-w', '-t', '120', 'start'], { stdio: 'pipe' });
+  await c.until('recovery finished', async () => (await c.sql<{ r: boolean }>(port, 'SELECT pg_is_in_recovery() AS r'))[0].r === false, 120_000);
 }
 
 /** Starts the daemon directly (`up` would try to bring the stopped old primary back). */
@@ -231,6 +282,6 @@ function startDaemon(c: TestCluster): void {
 describe('WAL archive', { concurrency: true }, () => {
   archiveSuite('wal-pg18', { portBase: 56500 });
   archiveSuite('wal-pg15', { portBase: 56510, binDir: PG15_BIN, gzip: true });
-  timelineSuite('wal-tl-pg18', { portBase: 56520, lagging: true });
-  timelineSuite('wal-tl-pg15', { portBase: 56530, binDir: PG15_BIN, lagging: false });
+  timelineSuite('wal-tl-pg18', { portBase: 56520, lagging: false });
+  timelineSuite('wal-tl-pg15', { portBase: 56530, binDir: PG15_BIN, lagging: true, restorePort: 56539 });
 });

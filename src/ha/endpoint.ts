@@ -1,0 +1,305 @@
+import net from 'node:net';
+import { PgmError } from '../errors.js';
+
+/**
+ * The cluster's stable read-write endpoint: a TCP forwarder (it does not parse
+ * the PostgreSQL protocol) that pipes every client connection to the current
+ * primary.
+ *
+ * Guarantees:
+ * - `setTarget(next)` destroys every connection to the previous target before it
+ *   returns, including those still connecting, so no client keeps a session on
+ *   an old primary; connections accepted afterwards go to `next`.
+ * - With no target (`null`: during failover or fencing) new connections are
+ *   held, unread, for up to `holdMs`; they are forwarded as soon as a target is
+ *   set, or closed when the time is up. Nothing a client sends is lost while
+ *   it waits.
+ * - A target that refuses or does not answer within `connectTimeoutMs` closes
+ *   the client's connection (the client sees an EOF and retries).
+ * - Each direction is piped with backpressure; a half-close (FIN) is passed on
+ *   and the other direction keeps flowing until it ends too.
+ * - `close()` stops accepting and destroys every connection; nothing is left
+ *   behind (no socket, timer or listener).
+ */
+
+export interface EndpointTarget {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface EndpointOptions {
+  readonly host: string;
+  /** 0 picks a free port; `address` then reports the real one. */
+  readonly port: number;
+  /** How long connecting to the target may take before the client is closed (default 5 s). */
+  readonly connectTimeoutMs?: number;
+  /** How long a connection waits for a target when there is none (default 10 s). */
+  readonly holdMs?: number;
+  readonly log?: (sentence: string) => void;
+}
+
+export interface EndpointStats {
+  readonly address: string;
+  readonly listening: boolean;
+  readonly target: EndpointTarget | null;
+  /** Connections piped to the target right now. */
+  readonly active: number;
+  /** Connections whose connection to the target is being opened. */
+  readonly connecting: number;
+  /** Connections waiting for a target. */
+  readonly held: number;
+  /** Totals since the endpoint was created. */
+  readonly accepted: number;
+  readonly forwarded: number;
+  readonly dropped: number;
+  readonly unreachable: number;
+  readonly holdExpired: number;
+  readonly bytesFromClients: number;
+  readonly bytesToClients: number;
+}
+
+/** One client connection and, once opened, its connection to a target. */
+interface Link {
+  readonly client: net.Socket;
+  state: 'held' | 'connecting' | 'piped';
+  upstream: net.Socket | null;
+  holdTimer: NodeJS.Timeout | null;
+  /** Sockets of a piped link that have closed cleanly; the link is forgotten when both have. */
+  closed: number;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_HOLD_MS = 10_000;
+
+export class Endpoint {
+  private readonly server: net.Server;
+  private readonly links = new Set<Link>();
+  private readonly connectTimeoutMs: number;
+  private readonly holdMs: number;
+  private readonly log: (sentence: string) => void;
+  private current: EndpointTarget | null = null;
+  private boundPort: number | null = null;
+  private closing = false;
+  /** Whether an unreachable target has been logged since it last answered (one line per outage, not per client). */
+  private unreachableLogged = false;
+  private expiredSinceChange = 0;
+  private totals = { accepted: 0, forwarded: 0, dropped: 0, unreachable: 0, holdExpired: 0, bytesFromClients: 0, bytesToClients: 0 };
+
+  constructor(private readonly opts: EndpointOptions) {
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.holdMs = opts.holdMs ?? DEFAULT_HOLD_MS;
+    this.log = opts.log ?? (() => undefined);
+    // allowHalfOpen: a client's FIN must not close our side before the server has answered.
+    // pauseOnConnect: a held client's bytes stay in the kernel until it is piped.
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
+    this.server.on('error', (err) => {
+      if (this.server.listening) this.log(`endpoint ${this.address} listener error: ${err.message}`);
+    });
+  }
+
+  get address(): string {
+    const host = net.isIPv6(this.opts.host) ? `[${this.opts.host}]` : this.opts.host;
+    return `${host}:${this.boundPort ?? this.opts.port}`;
+  }
+
+  get target(): EndpointTarget | null {
+    return this.current;
+  }
+
+  get stats(): EndpointStats {
+    let active = 0;
+    let connecting = 0;
+    let held = 0;
+    for (const l of this.links) {
+      if (l.state === 'held') held++;
+      else if (l.state === 'connecting') connecting++;
+      else active++;
+    }
+    return { address: this.address, listening: this.server.listening, target: this.current, active, connecting, held, ...this.totals };
+  }
+
+  /** Resolves once the endpoint accepts connections. */
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        this.server.off('listening', onListening);
+        if (err.code === 'EADDRINUSE') {
+          reject(new PgmError('port.in_use', `the endpoint cannot listen on ${this.address}: the port is in use.`, { hint: 'stop what uses it or choose another endpoint port.', cause: err }));
+        } else {
+          reject(new PgmError('daemon.failed', `the endpoint cannot listen on ${this.address}: ${err.message}.`, { hint: 'check the endpoint host is an address of this machine.', cause: err }));
+        }
+      };
+      const onListening = () => {
+        this.server.off('error', onError);
+        const a = this.server.address();
+        if (a && typeof a === 'object') this.boundPort = a.port;
+        resolve();
+      };
+      this.server.once('error', onError);
+      this.server.once('listening', onListening);
+      this.server.listen({ host: this.opts.host, port: this.opts.port });
+    });
+  }
+
+  /**
+   * Points the endpoint at `next` (or at nothing), dropping every connection to
+   * the previous target first. Returns, and logs, one sentence saying what changed.
+   */
+  setTarget(next: EndpointTarget | null, reason: string): string {
+    const prev = this.current;
+    if (sameTarget(prev, next)) {
+      const sentence = next
+        ? `endpoint ${this.address} already forwards to ${describe(next)}: ${reason}`
+        : `endpoint ${this.address} already holds new connections with no target: ${reason}`;
+      this.log(sentence);
+      return sentence;
+    }
+    this.current = next;
+    this.unreachableLogged = false;
+
+    // Drop every connection opened (or opening) to the previous target.
+    let dropped = 0;
+    for (const l of [...this.links]) {
+      if (l.state !== 'held') {
+        dropped++;
+        this.teardown(l);
+      }
+    }
+    this.totals.dropped += dropped;
+
+    // Release the held connections to the new target.
+    let released = 0;
+    if (next) {
+      for (const l of [...this.links]) {
+        if (l.state === 'held') {
+          released++;
+          this.forward(l, next);
+        }
+      }
+    }
+
+    const parts = [
+      next
+        ? `endpoint ${this.address} now forwards to ${describe(next)}: ${reason}`
+        : `endpoint ${this.address} holds new connections (up to ${seconds(this.holdMs)}) with no target: ${reason}`,
+    ];
+    if (prev) parts.push(`dropped ${plural(dropped, 'connection')} to ${prev.name}`);
+    if (released > 0) parts.push(`released ${plural(released, 'held connection')}`);
+    if (this.expiredSinceChange > 0) parts.push(`closed ${plural(this.expiredSinceChange, 'connection')} held longer than ${seconds(this.holdMs)}`);
+    this.expiredSinceChange = 0;
+    const sentence = parts.join('; ');
+    this.log(sentence);
+    return sentence;
+  }
+
+  /** Stops accepting, destroys every connection, and resolves once the listener is closed. */
+  close(): Promise<void> {
+    this.closing = true;
+    for (const l of [...this.links]) this.teardown(l);
+    if (!this.server.listening) return Promise.resolve();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.closing) {
+      client.destroy();
+      return;
+    }
+    this.totals.accepted++;
+    const link: Link = { client, state: 'held', upstream: null, holdTimer: null, closed: 0 };
+    this.links.add(link);
+    client.setNoDelay(true);
+    client.setKeepAlive(true, 10_000);
+    client.on('error', () => this.teardown(link));
+    client.once('close', (hadError: boolean) => {
+      this.totals.bytesFromClients += client.bytesRead;
+      this.totals.bytesToClients += client.bytesWritten;
+      this.closed(link, hadError);
+    });
+    if (this.current) {
+      this.forward(link, this.current);
+    } else {
+      link.holdTimer = setTimeout(() => {
+        this.totals.holdExpired++;
+        this.expiredSinceChange++;
+        this.teardown(link);
+      }, this.holdMs);
+    }
+  }
+
+  /** Opens the connection to `target` and pipes both ways once it is up. */
+  private forward(link: Link, target: EndpointTarget): void {
+    if (link.holdTimer) clearTimeout(link.holdTimer);
+    link.holdTimer = null;
+    link.state = 'connecting';
+    const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+    link.upstream = upstream;
+    upstream.setTimeout(this.connectTimeoutMs);
+    upstream.once('timeout', () => upstream.destroy(Object.assign(new Error(`no answer within ${seconds(this.connectTimeoutMs)}`), { code: 'ETIMEDOUT' })));
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (link.state === 'connecting') this.unreachable(target, err);
+      this.teardown(link);
+    });
+    upstream.once('close', (hadError: boolean) => this.closed(link, hadError));
+    upstream.once('connect', () => {
+      upstream.setTimeout(0);
+      upstream.setKeepAlive(true, 10_000);
+      link.state = 'piped';
+      this.totals.forwarded++;
+      this.unreachableLogged = false;
+      // pipe() ends the destination when its source ends (half-close) and
+      // pauses the source while the destination's buffer is full (backpressure).
+      link.client.pipe(upstream);
+      upstream.pipe(link.client);
+    });
+  }
+
+  /**
+   * One socket of a link closed. A clean close of a piped link means its
+   * direction ended normally and the other socket is finishing on its own (it
+   * may still be flushing the last bytes), so it is left alone; any other
+   * close takes the whole link down.
+   */
+  private closed(link: Link, hadError: boolean): void {
+    if (link.state !== 'piped' || hadError) {
+      this.teardown(link);
+      return;
+    }
+    if (++link.closed === 2) this.links.delete(link);
+  }
+
+  private unreachable(target: EndpointTarget, err: NodeJS.ErrnoException): void {
+    this.totals.unreachable++;
+    if (this.unreachableLogged || !sameTarget(target, this.current)) return;
+    this.unreachableLogged = true;
+    this.log(`endpoint ${this.address} cannot reach ${describe(target)} (${err.code ?? err.message}); closing client connections until it answers`);
+  }
+
+  /** Destroys both sockets of a link and forgets it; safe to call more than once. */
+  private teardown(link: Link): void {
+    if (!this.links.delete(link)) return;
+    if (link.holdTimer) clearTimeout(link.holdTimer);
+    link.holdTimer = null;
+    link.upstream?.destroy();
+    link.client.destroy();
+  }
+}
+
+function sameTarget(a: EndpointTarget | null, b: EndpointTarget | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.name === b.name && a.host === b.host && a.port === b.port;
+}
+
+function describe(t: EndpointTarget): string {
+  const host = net.isIPv6(t.host) ? `[${t.host}]` : t.host;
+  return `${t.name} (${host}:${t.port})`;
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
+}

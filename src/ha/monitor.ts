@@ -1,0 +1,101 @@
+import { PgmError } from '../errors.js';
+import { pgStop, postmasterRunning } from '../postgres/control.js';
+import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { startNode } from '../cluster/lifecycle.js';
+import { nextState } from '../cluster/state.js';
+import { failover, resumePending, type PrimaryHooks } from './failover.js';
+import { DEFAULT_HA_POLICY, EMPTY_MEMORY, type HaPolicy, type Memory, type Snapshot } from './observations.js';
+import { decide } from './policy.js';
+import { observe } from './probe.js';
+import { rejoin } from './rejoin.js';
+
+export function haPolicy(ctx: ClusterContext): HaPolicy {
+  const ha = ctx.cfg.ha;
+  return {
+    ...DEFAULT_HA_POLICY,
+    failoverTimeoutMs: ha.failoverTimeoutMs,
+    restartFirst: ha.restartFirst,
+    maximumLagOnFailoverBytes: ha.maximumLagOnFailover,
+    synchronous: ha.quorum === null ? null : { quorum: ha.quorum },
+  };
+}
+
+/** Takes one immutable snapshot of the cluster. */
+export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
+  const secrets = requireSecrets(ctx);
+  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const nodes = await Promise.all(ctx.cfg.nodes.map((n) => observe(ctx, n, secrets, fenced.has(n.name))));
+  return { at: Date.now(), primary: currentPrimaryName(ctx), policy: haPolicy(ctx), nodes };
+}
+
+/**
+ * The monitor: every cycle, snapshot → decide (pure) → act, and one sentence
+ * for the event log. Operator commands run through `exclusive` so a cycle
+ * never acts in the middle of one.
+ */
+export class Monitor {
+  private memory: Memory = EMPTY_MEMORY;
+  private lastSentence = '';
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly ctx: ClusterContext,
+    private readonly hooks: PrimaryHooks,
+    private readonly event: (sentence: string) => void,
+  ) {}
+
+  /** Runs `fn` with the monitor paused. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** One cycle; returns its sentence. */
+  cycle(): Promise<string> {
+    return this.exclusive(async () => {
+      const secrets = requireSecrets(this.ctx);
+      const resumed = await resumePending(this.ctx, secrets, this.hooks, this.event);
+      if (resumed) return this.say(resumed, true);
+      const snap = await snapshot(this.ctx);
+      const d = decide(snap, this.memory);
+      this.memory = d.memory;
+      switch (d.action.kind) {
+        case 'none':
+        case 'wait':
+          return this.say(d.sentence, false);
+        case 'restart': {
+          const name = d.action.node;
+          this.say(d.sentence, true);
+          await startNode(this.ctx, findNode(this.ctx.cfg, name)).catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
+          return d.sentence;
+        }
+        case 'fence': {
+          const node = findNode(this.ctx.cfg, d.action.node);
+          const st = this.ctx.store.read();
+          if (st && !st.fenced.includes(node.name)) this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
+          if (postmasterRunning(node.dataDir)) await pgStop(this.ctx.bins, this.ctx.user, node.dataDir, 'fast', 30).catch(() => undefined);
+          return this.say(d.sentence, true);
+        }
+        case 'failover': {
+          this.say(d.sentence, true);
+          const from = d.action.from;
+          const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: d.action.to, reason: d.action.reason }, this.hooks, this.event);
+          this.say(done, true);
+          this.memory = EMPTY_MEMORY;
+          if (this.ctx.cfg.ha.autoRejoin) {
+            const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+            this.say(r, true);
+          }
+          return done;
+        }
+      }
+    });
+  }
+
+  private say(sentence: string, always: boolean): string {
+    if (always || sentence !== this.lastSentence) this.event(sentence);
+    this.lastSentence = sentence;
+    return sentence;
+  }
+}
