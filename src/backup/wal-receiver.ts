@@ -109,7 +109,7 @@ export class WalArchiver {
       if (this.stopping) break;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        setTimeout(resolve, delay).unref();
+        setTimeout(resolve, delay);
       });
       delay = Math.min(delay * 2, this.retry.max);
     }

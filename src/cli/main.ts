@@ -12,6 +12,7 @@ import { runDaemon } from '../daemon/main.js';
 import { ensureDaemon } from '../daemon/spawn.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
 import { registerBackupCommands } from './backup.js';
+import { registerHaCommands } from './ha.js';
 import { formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
@@ -75,6 +76,7 @@ program
   });
 
 registerBackupCommands(program);
+registerHaCommands(program);
 
 program
   .command('schema')

@@ -30,11 +30,13 @@ export type Log = (line: string) => void;
 export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const { cfg } = ctx;
   const primary = findNode(cfg, currentPrimaryName(ctx));
-  const replicas = cfg.nodes.filter((n) => n !== primary);
+  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const replicas = cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name));
+  for (const name of fenced) log(`${name}: fenced since a failover; it stays stopped until \`pgmaestro rejoin ${name}\``);
 
   // 1. check every node's directory before touching anything
   const states = new Map<string, DataDirState>();
-  for (const node of cfg.nodes) {
+  for (const node of [primary, ...replicas]) {
     assertReachable(node.dataDir, ctx.user, `the data directory of ${node.name}`);
     states.set(node.name, inspectDataDir(cfg, node));
     if (!postmasterRunning(node.dataDir)) await assertPortFree(node, cfg.file);

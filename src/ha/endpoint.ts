@@ -7,13 +7,14 @@ import { PgmError } from '../errors.js';
  * primary.
  *
  * Guarantees:
- * - `setTarget(next)` destroys every connection to the previous target before it
- *   returns, including those still connecting, so no client keeps a session on
- *   an old primary; connections accepted afterwards go to `next`.
+ * - `setTarget(next)` destroys every session with the previous target before
+ *   it returns, so no client keeps writing to an old primary; connections
+ *   accepted afterwards go to `next`. A connection still being opened to the
+ *   previous target has not passed it a byte, so it moves to `next` instead.
  * - With no target (`null`: during failover or fencing) new connections are
  *   held, unread, for up to `holdMs`; they are forwarded as soon as a target is
  *   set, or closed when the time is up. Nothing a client sends is lost while
- *   it waits.
+ *   it waits (a client that gives up meanwhile is noticed only then).
  * - A target that refuses or does not answer within `connectTimeoutMs` closes
  *   the client's connection (the client sees an EOF and retries).
  * - Each direction is piped with backpressure; a half-close (FIN) is passed on
@@ -158,26 +159,27 @@ export class Endpoint {
     this.current = next;
     this.unreachableLogged = false;
 
-    // Drop every connection opened (or opening) to the previous target.
+    // Drop every session on the previous target. A connection still opening
+    // to it has not passed it a byte (the client is read only once piped), so
+    // it moves to the new target, or waits for one.
     let dropped = 0;
+    let moved = 0;
+    let released = 0;
     for (const l of [...this.links]) {
-      if (l.state !== 'held') {
+      if (l.state === 'piped') {
         dropped++;
         this.teardown(l);
+      } else if (l.state === 'connecting') {
+        moved++;
+        this.abandonUpstream(l);
+        if (next) this.forward(l, next);
+        else this.hold(l);
+      } else if (next) {
+        released++;
+        this.forward(l, next);
       }
     }
     this.totals.dropped += dropped;
-
-    // Release the held connections to the new target.
-    let released = 0;
-    if (next) {
-      for (const l of [...this.links]) {
-        if (l.state === 'held') {
-          released++;
-          this.forward(l, next);
-        }
-      }
-    }
 
     const parts = [
       next
@@ -185,6 +187,7 @@ export class Endpoint {
         : `endpoint ${this.address} holds new connections (up to ${seconds(this.holdMs)}) with no target: ${reason}`,
     ];
     if (prev) parts.push(`dropped ${plural(dropped, 'connection')} to ${prev.name}`);
+    if (prev && moved > 0) parts.push(`${next ? 'redirected' : 'holding'} ${plural(moved, 'connection')} still opening to ${prev.name}`);
     if (released > 0) parts.push(`released ${plural(released, 'held connection')}`);
     if (this.expiredSinceChange > 0) parts.push(`closed ${plural(this.expiredSinceChange, 'connection')} held longer than ${seconds(this.holdMs)}`);
     this.expiredSinceChange = 0;
@@ -217,15 +220,18 @@ export class Endpoint {
       this.totals.bytesToClients += client.bytesWritten;
       this.closed(link, hadError);
     });
-    if (this.current) {
-      this.forward(link, this.current);
-    } else {
-      link.holdTimer = setTimeout(() => {
-        this.totals.holdExpired++;
-        this.expiredSinceChange++;
-        this.teardown(link);
-      }, this.holdMs);
-    }
+    if (this.current) this.forward(link, this.current);
+    else this.hold(link);
+  }
+
+  /** Keeps the client waiting, unread, until a target is set or holdMs has passed. */
+  private hold(link: Link): void {
+    link.state = 'held';
+    link.holdTimer = setTimeout(() => {
+      this.totals.holdExpired++;
+      this.expiredSinceChange++;
+      this.teardown(link);
+    }, this.holdMs);
   }
 
   /** Opens the connection to `target` and pipes both ways once it is up. */
@@ -237,12 +243,17 @@ export class Endpoint {
     link.upstream = upstream;
     upstream.setTimeout(this.connectTimeoutMs);
     upstream.once('timeout', () => upstream.destroy(Object.assign(new Error(`no answer within ${seconds(this.connectTimeoutMs)}`), { code: 'ETIMEDOUT' })));
+    // The guards ignore an upstream the link has abandoned (see abandonUpstream).
     upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (link.upstream !== upstream) return;
       if (link.state === 'connecting') this.unreachable(target, err);
       this.teardown(link);
     });
-    upstream.once('close', (hadError: boolean) => this.closed(link, hadError));
+    upstream.once('close', (hadError: boolean) => {
+      if (link.upstream === upstream) this.closed(link, hadError);
+    });
     upstream.once('connect', () => {
+      if (link.upstream !== upstream) return;
       upstream.setTimeout(0);
       upstream.setKeepAlive(true, 10_000);
       link.state = 'piped';
@@ -253,6 +264,13 @@ export class Endpoint {
       link.client.pipe(upstream);
       upstream.pipe(link.client);
     });
+  }
+
+  /** Forgets and destroys a connection still being opened, keeping its client. */
+  private abandonUpstream(link: Link): void {
+    const upstream = link.upstream;
+    link.upstream = null;
+    upstream?.destroy();
   }
 
   /**

@@ -119,7 +119,7 @@ function silent(s: Snapshot, m: Memory, p: NodeObservation): Decision {
   const failingFor = at - nm.failingSince!;
   const what = `${p.name} ${symptom(p)} for ${seconds(failingFor)}`;
   const history = restartHistory(s, r, nm.failingSince!);
-  if (failingFor < T) return wait(`no failover: ${p.name} ${symptom(p)} for ${seconds(failingFor)} of ${seconds(T)}${history}`);
+  if (failingFor < T) return wait(`no failover: ${what} of ${seconds(T)}${history}`);
   const signs = [
     { at: m.wal?.advancedAt ?? null, text: (ago: number) => `WAL advanced ${seconds(ago)} ago` },
     { at: m.heard?.at ?? null, text: (ago: number) => `${m.heard?.by} heard from it ${seconds(ago)} ago` },

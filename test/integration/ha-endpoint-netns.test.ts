@@ -59,8 +59,12 @@ test('a target cut off the network times out and closes the client; re-pointing 
     assert.ok(waited >= 900 && waited < 5_000, `closed after ${waited} ms`);
     assert.match(lines.at(-1) ?? '', /cannot reach a \(10\.213\.\d+\.11:27060\) \((ETIMEDOUT|EHOSTUNREACH)\)/);
 
-    ep.setTarget(B.target, 'a is cut off');
-    const d = await connect();
+    // A client whose connection to a is still being opened moves to b.
+    const pending = connect();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(ep.stats.connecting, 1);
+    assert.match(ep.setTarget(B.target, 'a is cut off'), /now forwards to b .*: a is cut off; dropped 0 connections to a; redirected 1 connection still opening to a$/);
+    const d = await pending;
     assert.equal((await d.query('SELECT host(inet_server_addr()) AS a')).rows[0].a, lab.host('b').address);
     await d.end();
   } finally {

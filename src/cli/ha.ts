@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { openCluster, type ClusterContext } from '../cluster/context.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { callDaemon } from '../daemon/api.js';
+import { readEvents, recordEvent } from '../daemon/events.js';
+import { NO_HOOKS } from '../ha/failover.js';
+import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
+
+const say = (line: string): void => {
+  process.stdout.write(line + '\n');
+};
+
+/**
+ * Runs an operator command in the daemon when one runs (it owns the endpoint
+ * and pauses its monitor meanwhile), else here.
+ */
+async function viaDaemon(ctx: ClusterContext, verb: string, body: Record<string, unknown>, local: () => Promise<string>): Promise<void> {
+  const answer = await callDaemon(ctx, verb, body);
+  if (answer !== null) return say(answer);
+  const sentence = await local();
+  recordEvent(ctx, sentence);
+  say(sentence);
+}
+
+export function registerHaCommands(program: Command): void {
+  program
+    .command('switchover')
+    .requiredOption('--to <node>', 'the replica to promote')
+    .option('-c, --config <file>', 'cluster configuration')
+    .description('planned change of primary, no data lost; the old primary follows as a replica')
+    .action(async (o: { to: string; config?: string }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      await viaDaemon(ctx, 'switchover', { to: o.to }, () => switchoverCommand(ctx, o.to, NO_HOOKS, say));
+    });
+
+  program
+    .command('failover')
+    .option('--to <node>', 'the replica to promote (default: the election decides)')
+    .option('-c, --config <file>', 'cluster configuration')
+    .description('forced promotion; the old primary is fenced until it rejoins')
+    .action(async (o: { to?: string; config?: string }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      await viaDaemon(ctx, 'failover', { to: o.to ?? null }, () => failoverCommand(ctx, o.to ?? null, NO_HOOKS, say));
+    });
+
+  program
+    .command('rejoin')
+    .argument('<node>', 'node to rebuild as a replica of the current primary')
+    .option('-c, --config <file>', 'cluster configuration')
+    .description('rebuild a node (an old primary) as a replica: pg_rewind, else a fresh clone')
+    .action(async (node: string, o: { config?: string }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      await viaDaemon(ctx, 'rejoin', { node }, () => rejoinCommand(ctx, node, say));
+    });
+
+  program
+    .command('events')
+    .option('-c, --config <file>', 'cluster configuration')
+    .option('-n, --last <n>', 'how many', '50')
+    .option('--json', 'machine-readable output')
+    .description("the monitor's decisions and the operator's actions, with timestamps")
+    .action(async (o: { config?: string; last: string; json?: boolean }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      const events = readEvents(ctx, Number(o.last));
+      if (o.json) return say(JSON.stringify(events, null, 2));
+      for (const e of events) say(`${e.at}  ${e.sentence}`);
+    });
+}
