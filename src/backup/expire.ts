@@ -1,7 +1,7 @@
 import { parseLsn } from '../postgres/lsn.js';
 import type { Repository } from './repository.js';
 import { planExpiry, type ExpiryPlan } from './retention.js';
-import { isSegmentName, segmentStart } from './wal-reach.js';
+import { parseSegmentName, segmentStartLsn } from './wal-names.js';
 
 export interface ExpiryResult extends ExpiryPlan {
   readonly removedWal: readonly string[];
@@ -19,8 +19,9 @@ export function expire(repo: Repository, windowMs: number, opts: { dryRun: boole
   if (plan.walKeepFrom !== null) {
     const keepFrom = parseLsn(plan.walKeepFrom);
     for (const e of repo.walEntries().values()) {
-      if (!isSegmentName(e.name)) continue; // history files are tiny and always kept
-      if (segmentStart(e.name, e.size) + BigInt(e.size) <= keepFrom) removedWal.push(e.name);
+      const id = parseSegmentName(e.name, e.size);
+      if (!id) continue; // history files are tiny and always kept
+      if (segmentStartLsn(id.segno + 1n, e.size) <= keepFrom) removedWal.push(e.name);
     }
   }
   if (!opts.dryRun) {

@@ -13,7 +13,7 @@ import { repoMember } from '../restore/repo-member.js';
 import { restore } from '../restore/restore.js';
 import type { Repository } from './repository.js';
 import type { BackupInfo } from './types.js';
-import { walGaps } from './wal-verify.js';
+import { archiveGaps } from './wal-archive.js';
 
 export interface VerifyReport {
   readonly backups: number;
@@ -81,7 +81,7 @@ export async function verify(ctx: ClusterContext, repo: Repository, opts: { id?:
   const physical = all.filter((b) => b.start_lsn !== null && b.timeline !== null);
   const oldest = physical.sort((a, b) => (parseLsn(a.start_lsn!) < parseLsn(b.start_lsn!) ? -1 : 1))[0];
   if (oldest && ctx.cfg.backup.walArchive) {
-    const gaps = walGaps(repo, { lsn: parseLsn(oldest.start_lsn!), timeline: oldest.timeline! });
+    const gaps = archiveGaps(repo, { lsn: parseLsn(oldest.start_lsn!), timeline: oldest.timeline! }).missing;
     if (gaps.length > 0) problems.push(`the WAL archive misses ${gaps.length} segment(s) after ${oldest.start_lsn}: ${gaps.slice(0, 3).join(', ')}${gaps.length > 3 ? ', …' : ''}`);
     lines.push(`WAL: ${wal.length} archived file(s), ${gaps.length === 0 ? 'continuous' : `${gaps.length} missing`} from ${oldest.start_lsn}`);
   }

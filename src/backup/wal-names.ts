@@ -142,18 +142,6 @@ export function parseSizeSetting(text: string): number {
   return Number(m[1]) * unit;
 }
 
-/** `16 MiB`, `2.4 MiB`, `512 kiB`: for sentences. */
-export function formatBytes(n: number): string {
-  if (n >= 1024 ** 3) return `${round(n / 1024 ** 3)} GiB`;
-  if (n >= 1024 ** 2) return `${round(n / 1024 ** 2)} MiB`;
-  if (n >= 1024) return `${round(n / 1024)} kiB`;
-  return `${n} bytes`;
-}
-
-function round(x: number): string {
-  return Number.isInteger(x) ? String(x) : x.toFixed(1);
-}
-
 function segmentsPerId(segmentSize: number): bigint {
   if (!Number.isInteger(segmentSize) || segmentSize <= 0 || (segmentSize & (segmentSize - 1)) !== 0) throw new RangeError(`not a WAL segment size: ${segmentSize}`);
   return 0x100000000n / BigInt(segmentSize);

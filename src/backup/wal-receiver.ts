@@ -7,7 +7,8 @@ import type { TimelineEnd, WalStream } from '../protocol/wal-stream.js';
 import { Repository } from './repository.js';
 import { openSegment, removeWalLeftovers, storeSegment, type SegmentSink } from './wal-archive.js';
 import { resumePoint, type WalPoint } from './wal-continuity.js';
-import { floorToSegment, formatBytes, historyName, parseSizeSetting, timelineSpans, type TimelineSpan } from './wal-names.js';
+import { formatBytes } from '../util/format.js';
+import { floorToSegment, historyName, parseSizeSetting, timelineSpans, type TimelineSpan } from './wal-names.js';
 
 /** The physical slot the archiver streams through, on whichever node is primary. */
 export const ARCHIVER_SLOT = 'pgm_archiver';

@@ -74,6 +74,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_HOLD_MS = 10_000;
 
 export class Endpoint {
+  private readonly opts: EndpointOptions;
   private readonly server: net.Server;
   private readonly links = new Set<Link>();
   private readonly connectTimeoutMs: number;
@@ -87,7 +88,8 @@ export class Endpoint {
   private expiredSinceChange = 0;
   private totals = { accepted: 0, forwarded: 0, dropped: 0, unreachable: 0, holdExpired: 0, bytesFromClients: 0, bytesToClients: 0 };
 
-  constructor(private readonly opts: EndpointOptions) {
+  constructor(opts: EndpointOptions) {
+    this.opts = opts;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.holdMs = opts.holdMs ?? DEFAULT_HOLD_MS;
     this.log = opts.log ?? (() => undefined);

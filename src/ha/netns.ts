@@ -40,11 +40,16 @@ const NAME = /^[a-z0-9]{1,10}$/;
 const LAB_ALIAS = /^pgmaestro lab=([a-z0-9]+) pid=(\d+)$/;
 
 export class NetLab {
-  private constructor(
-    readonly lab: string,
-    readonly index: number,
-    readonly hosts: readonly LabHost[],
-  ) {}
+  readonly lab: string;
+  /** N: the lab's bridge is pgmbrN and its subnet 10.213.N.0/24. */
+  readonly index: number;
+  readonly hosts: readonly LabHost[];
+
+  private constructor(lab: string, index: number, hosts: readonly LabHost[]) {
+    this.lab = lab;
+    this.index = index;
+    this.hosts = hosts;
+  }
 
   get bridge(): string {
     return `pgmbr${this.index}`;
@@ -59,6 +64,9 @@ export class NetLab {
 
   /** Builds the lab; on any failure removes what it built and throws. */
   static async create(lab: string, hostNames: readonly string[]): Promise<NetLab> {
+    if (hostNames.length === 0 || hostNames.length > 200 || new Set(hostNames).size !== hostNames.length) {
+      throw new PgmError('usage', `a lab needs 1 to 200 distinct host names, not ${hostNames.length}.`, { hint: 'name each host once.' });
+    }
     for (const n of [lab, ...hostNames]) {
       if (!NAME.test(n)) throw new PgmError('usage', `'${n}' is not a usable lab or host name.`, { hint: 'use 1 to 10 lowercase letters or digits.' });
     }
@@ -69,11 +77,13 @@ export class NetLab {
     const index = await claimBridge(lab);
     const hosts = hostNames.map((name, i): LabHost => ({ name, netns: `pgm-${lab}-${name}`, iface: 'eth0', address: `10.213.${index}.${11 + i}`, hostIf: `pgmv${index}x${i}` }));
     const l = new NetLab(lab, index, hosts);
+    const created: string[] = [];
     try {
       await ip(['addr', 'add', `${l.gateway}/24`, 'dev', l.bridge]);
       await ip(['link', 'set', l.bridge, 'up']);
       for (const h of hosts) {
         await ip(['netns', 'add', h.netns]);
+        created.push(h.netns);
         await ip(['link', 'add', h.hostIf, 'type', 'veth', 'peer', 'name', h.iface, 'netns', h.netns]);
         await ip(['link', 'set', h.hostIf, 'master', l.bridge, 'up']);
         await ip(['netns', 'exec', h.netns, 'ip', 'link', 'set', 'lo', 'up']);
@@ -81,7 +91,8 @@ export class NetLab {
         await ip(['netns', 'exec', h.netns, 'ip', 'link', 'set', h.iface, 'up']);
       }
     } catch (err) {
-      await l.destroy();
+      for (const ns of created) await removeNetns(ns);
+      await removeLinks(index);
       throw err;
     }
     return l;

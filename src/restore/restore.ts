@@ -8,10 +8,11 @@ import { pgStart, postmasterRunning, readTail } from '../postgres/control.js';
 import { assertReachable } from '../postgres/osuser.js';
 import { withClient } from '../postgres/sql.js';
 import type { Repository } from '../backup/repository.js';
-import { archiveReach } from '../backup/wal-reach.js';
+import { archivePosition } from '../backup/wal-archive.js';
+import { formatLsn } from '../postgres/lsn.js';
 import { isEmptyDir } from '../util/fsx.js';
 import { materialize } from './materialize.js';
-import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
+import { planRestore, type ArchiveReach, type RestorePlan, type RestoreTarget } from './plan.js';
 import { configureRecovery, recoverySettings } from './recovery.js';
 
 export interface RestoreOptions {
@@ -95,6 +96,13 @@ export async function startRestored(ctx: ClusterContext, dataDir: string, port: 
     await new Promise((r) => setTimeout(r, 300));
   }
   throw new PgmError('restore.failed', `the restored instance in ${dataDir} did not finish recovery in time.`, { hint: 'read its log; it keeps running.' });
+}
+
+/** How far the WAL archive reaches: the end of its newest segment, and when that was archived. */
+function archiveReach(repo: Repository): ArchiveReach {
+  const pos = archivePosition(repo);
+  if (!pos) return { endLsn: null, endTime: null };
+  return { endLsn: formatLsn(pos.lsn), endTime: repo.walEntries().get(pos.segment)?.archived_at ?? null };
 }
 
 function lastLog(dataDir: string): string {

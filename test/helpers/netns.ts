@@ -26,13 +26,19 @@ export async function labSkipReason(): Promise<string | null> {
 }
 
 export class ScratchPg {
-  private constructor(
-    readonly name: string,
-    readonly dir: string,
-    readonly host: string,
-    readonly port: number,
-    private readonly user: RunAs,
-  ) {}
+  readonly name: string;
+  readonly dir: string;
+  readonly host: string;
+  readonly port: number;
+  private readonly user: RunAs;
+
+  private constructor(name: string, dir: string, host: string, port: number, user: RunAs) {
+    this.name = name;
+    this.dir = dir;
+    this.host = host;
+    this.port = port;
+    this.user = user;
+  }
 
   get dataDir(): string {
     return path.join(this.dir, 'data');

@@ -2,11 +2,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
-import { NetLab } from '../../src/ha/netns.js';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { NetLab, destroyStaleLabs } from '../../src/ha/netns.js';
 import { addVip, findArping, removeVip, vipHolders } from '../../src/ha/vip.js';
 import { PgmError } from '../../src/errors.js';
 import { run } from '../../src/postgres/exec.js';
 import { labSkipReason, replyServer } from '../helpers/netns.js';
+import { REPO } from '../helpers/paths.js';
 
 /**
  * The VIP moved between two lab hosts (network namespaces on a bridge): never
@@ -112,4 +115,32 @@ test('a VIP on a missing interface is a clear error and changes nothing', { skip
     return err instanceof PgmError && err.code === 'daemon.failed' && /eth9 in network namespace/.test(err.message) && /eth9 exists/.test(err.hint ?? '');
   });
   assert.deepEqual(await vipHolders({ address: `10.213.${lab.index}.101`, hosts: lab.hosts }), []);
+});
+
+test('a lab left behind by a crashed run is removed, with what ran in it', { skip: skip ?? false }, async () => {
+  const name = `crash${process.pid % 10000}`;
+  const code = [
+    `import { NetLab } from ${JSON.stringify(path.join(REPO, 'src/ha/netns.ts'))};`,
+    `const lab = await NetLab.create(${JSON.stringify(name)}, ['a']);`,
+    "lab.spawn('a', 'sleep', ['600'], { stdio: 'ignore' }).unref();",
+    "console.log(lab.bridge);",
+    'setInterval(() => {}, 1000);',
+  ].join('\n');
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+  const bridge = await new Promise<string>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()));
+    child.once('exit', (c) => reject(new Error(`lab child exited with ${c}`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  const pids = (await run('ip', ['netns', 'pids', `pgm-${name}-a`])).stdout.trim();
+  assert.notEqual(pids, '', 'something runs in the crashed lab');
+
+  assert.ok((await destroyStaleLabs()).includes(name));
+  assert.ok(!(await run('ip', ['netns', 'list'])).stdout.includes(`pgm-${name}-a`));
+  assert.notEqual((await run('ip', ['link', 'show', bridge])).code, 0, `${bridge} is gone`);
+  for (const pid of pids.split('\n')) assert.throws(() => process.kill(Number(pid), 0), 'the process in the lab was killed');
+  assert.ok(!(await destroyStaleLabs()).includes(name), 'a second cleanup finds nothing');
+  // The live lab of this file was left alone.
+  assert.deepEqual(await vipHolders({ address: vip, hosts: lab.hosts }), ['a']);
 });

@@ -18,7 +18,7 @@ import { CLI, PG15_BIN, REPO } from '../helpers/paths.js';
  * Continuous WAL archiving by the daemon against real PostgreSQL: segments
  * arrive whole and byte-identical to the primary's pg_wal, none is skipped
  * across a SIGKILL of the daemon under write load, and the archive follows a
- * promotion onto the new timeline. Ports 56500-56599.
+ * promotion onto the new timeline. Ports 26500-26599.
  */
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -280,8 +280,8 @@ function startDaemon(c: TestCluster): void {
 }
 
 describe('WAL archive', { concurrency: true }, () => {
-  archiveSuite('wal-pg18', { portBase: 56500 });
-  archiveSuite('wal-pg15', { portBase: 56510, binDir: PG15_BIN, gzip: true });
-  timelineSuite('wal-tl-pg18', { portBase: 56520, lagging: false });
-  timelineSuite('wal-tl-pg15', { portBase: 56530, binDir: PG15_BIN, lagging: true, restorePort: 56539 });
+  archiveSuite('wal-pg18', { portBase: 26500 });
+  archiveSuite('wal-pg15', { portBase: 26510, binDir: PG15_BIN, gzip: true });
+  timelineSuite('wal-tl-pg18', { portBase: 26520, lagging: false });
+  timelineSuite('wal-tl-pg15', { portBase: 26530, binDir: PG15_BIN, lagging: true, restorePort: 26539 });
 });

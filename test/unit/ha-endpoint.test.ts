@@ -17,7 +17,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 class Tagged {
   readonly server: net.Server;
   readonly sockets = new Set<net.Socket>();
-  constructor(readonly name: string, readonly port: number) {
+  readonly name: string;
+  readonly port: number;
+  constructor(name: string, port: number) {
+    this.name = name;
+    this.port = port;
     this.server = net.createServer((s) => {
       this.sockets.add(s);
       s.on('error', () => undefined);

@@ -21,3 +21,11 @@ test('a SCRAM verifier has PostgreSQL\'s format and the RFC 7677 keys for a know
   const v = scramVerifier('pencil', 4096, Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'));
   assert.equal(v, 'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=');
 });
+
+test('byte counts for sentences', async () => {
+  const { formatBytes } = await import('../../src/util/format.js');
+  assert.equal(formatBytes(512), '512 B');
+  assert.equal(formatBytes(16 * 1048576), '16.0 MiB');
+  assert.equal(formatBytes(2.45 * 1048576), '2.5 MiB');
+  assert.equal(formatBytes(3 * 1073741824), '3.00 GiB');
+});

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -15,8 +15,14 @@ import { PgmError } from '../../src/errors.js';
 
 const SZ = 1024 * 1024; // small segments keep the test fast; names follow the size
 
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function repo(compression: Compression = 'none'): Repository {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-walarchive-'));
+  dirs.push(dir);
   const r = new Repository(new PosixStorage(dir), compression, 'c');
   r.storage.mkdir('wal');
   return r;
