@@ -22,6 +22,9 @@ export function formatStatus(st: ClusterStatus): string {
     line(header),
     ...rows.map(line),
     '',
+    ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
+    ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes behind the primary` : ''}`] : []),
+    `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
     `connect: PGPASSFILE=${st.passfile} psql "${primary?.dsn ?? st.nodes[0].dsn}"`,
   ].join('\n');
 }

@@ -6,6 +6,8 @@ import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
 import { readSecrets } from './secrets.js';
 import { daemonPid } from '../daemon/spawn.js';
+import { Repository } from '../backup/repository.js';
+import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -44,7 +46,9 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: Record<string, string>;
+  readonly endpoints: { readonly rw?: string };
+  readonly archive: ArchiveStatus | null;
+  readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
 }
 
@@ -81,6 +85,17 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
 
   const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
   const dpid = daemonPid(ctx);
+  const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
+  let archive: ArchiveStatus | null = null;
+  let backups = { count: 0, latest: null as string | null };
+  try {
+    const repo = Repository.open(ctx, 'read');
+    if (ctx.cfg.backup.walArchive) archive = await archiveStatus(ctx, repo, primaryNode?.lsn ?? null);
+    const list = repo.list();
+    backups = { count: list.length, latest: list[list.length - 1]?.id ?? null };
+  } catch {
+    // a missing or unreadable repository does not make status fail
+  }
   return {
     cluster: ctx.cfg.cluster,
     config: ctx.cfg.file,
@@ -88,7 +103,9 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
     daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints: {},
+    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {},
+    archive,
+    backups,
     nodes,
   };
 }

@@ -1,19 +1,70 @@
 import fs from 'node:fs';
+import type http from 'node:http';
+import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
-import { clusterStatus, type NodeStatus } from '../cluster/status.js';
-import type { ClusterContext } from '../cluster/context.js';
+import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
+import { PgmError } from '../errors.js';
+import { Endpoint } from '../ha/endpoint.js';
+import type { PrimaryHooks } from '../ha/failover.js';
+import { Monitor } from '../ha/monitor.js';
+import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
+import { moveVip } from '../ha/vip-hooks.js';
 import { writeFileAtomic } from '../util/fsx.js';
+import { serveApi } from './api.js';
+import { recordEvent } from './events.js';
 
 /**
- * The long-running process of a cluster. Today it watches the nodes and logs
- * every change of role; later issues add the failover monitor, the endpoint,
- * the WAL receiver and the scheduler. It owns no PostgreSQL process: killing
- * it, even with SIGKILL, leaves every database running.
+ * The long-running process of a cluster: the read-write endpoint that follows
+ * the primary, the failover monitor, the WAL archiver, the backup scheduler
+ * and the control socket the CLI's operator commands go through. It owns no
+ * PostgreSQL process: killing it, even with SIGKILL, leaves every database
+ * running, and a new daemon picks up from the persisted cluster state.
  */
-export async function runDaemon(ctx: ClusterContext, intervalMs = 2000): Promise<void> {
-  writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);
+export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
-  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}, config ${ctx.cfg.file})`);
+  const event = (sentence: string) => {
+    recordEvent(ctx, sentence);
+    log(sentence);
+  };
+
+  // 1. the endpoint, pointed at the primary unless it is fenced or a promotion is pending
+  const endpoint = new Endpoint({ host: ctx.cfg.endpoint.host, port: ctx.cfg.endpoint.port, log });
+  try {
+    await endpoint.listen();
+  } catch (err) {
+    log(`cannot listen on the endpoint ${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  const hooks: PrimaryHooks = {
+    async setPrimary(name, reason) {
+      const node = name === null ? null : findNode(ctx.cfg, name);
+      log(endpoint.setTarget(node ? { name: node.name, host: node.service, port: node.port } : null, reason));
+      if (ctx.cfg.ha.vip) for (const line of await moveVip(ctx, name)) log(line);
+    },
+  };
+  const st = ctx.store.read();
+  const primary = currentPrimaryName(ctx);
+  await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
+
+  // 2. the monitor, and the control socket whose commands pause it
+  const monitor = new Monitor(ctx, hooks, event);
+  const api: http.Server = await serveApi(ctx, {
+    switchover: (b) => monitor.exclusive(() => switchoverCommand(ctx, String(b.to), hooks, event)).then(record),
+    failover: (b) => monitor.exclusive(() => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)).then(record),
+    rejoin: (b) => monitor.exclusive(() => rejoinCommand(ctx, String(b.node), event)).then(record),
+  });
+  function record(sentence: string): string {
+    event(sentence);
+    return sentence;
+  }
+
+  // 3. WAL archiving and the backup schedule
+  const archiver = ctx.cfg.backup.walArchive ? new WalArchiver(ctx, null, { log: (s) => log(`wal archiver: ${s}`) }).start() : null;
+  const scheduler = new BackupScheduler(ctx, event);
+  scheduler.start();
+
+  writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);
+  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}`);
 
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -24,34 +75,23 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 2000): Promise
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  const archiver = ctx.cfg.backup.walArchive ? new WalArchiver(ctx, null, { log: (s) => log(`wal archiver: ${s}`) }).start() : null;
 
-  const last = new Map<string, string>();
+  // 4. the monitor loop
   while (!stopping) {
     try {
-      const st = await clusterStatus(ctx);
-      for (const n of st.nodes) {
-        const now = describe(n);
-        if (last.get(n.name) !== now) log(`${n.name}: ${now}`);
-        last.set(n.name, now);
-      }
+      await monitor.cycle();
     } catch (err) {
-      log(`monitor cycle failed: ${(err as Error).message}`);
+      log(`monitor cycle failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
     }
     await new Promise<void>((r) => {
       wake = r;
       setTimeout(r, intervalMs);
     });
   }
-  await archiver?.stop();
+  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r))]);
   try {
     if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
   } catch {
     // already gone
   }
-}
-
-function describe(n: NodeStatus): string {
-  if (n.role === 'down') return n.pid ? `down (postmaster ${n.pid} does not answer)` : 'down';
-  return n.role === 'replica' ? `replica of ${n.upstream ?? '?'}` : n.role;
 }

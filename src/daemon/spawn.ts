@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
+import { portFree } from '../cluster/ports.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -32,6 +33,12 @@ export function daemonPid(ctx: ClusterContext): number | null {
 export async function ensureDaemon(ctx: ClusterContext): Promise<{ pid: number; started: boolean }> {
   const existing = daemonPid(ctx);
   if (existing !== null) return { pid: existing, started: false };
+  const { host, port } = ctx.cfg.endpoint;
+  if (!(await portFree(host, port))) {
+    throw new PgmError('port.in_use', `port ${port} on ${host}, where the daemon's read-write endpoint listens, is already in use by another program.`, {
+      hint: `stop that program, or set endpoints.rw to another host:port in ${ctx.cfg.file}.`,
+    });
+  }
   const out = fs.openSync(ctx.paths.daemonLog, 'a', 0o600);
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1], 'daemon', '-c', ctx.cfg.file], {
     detached: true,

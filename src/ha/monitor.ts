@@ -93,9 +93,11 @@ export class Monitor {
     });
   }
 
+  /** Logs a sentence; a routine one only when the situation changed (numbers aside), so an idle cluster logs nothing. */
   private say(sentence: string, always: boolean): string {
-    if (always || sentence !== this.lastSentence) this.event(sentence);
-    this.lastSentence = sentence;
+    const shape = sentence.replace(/[0-9A-F]+\/[0-9A-F]+|\d+(\.\d+)?/g, '#');
+    if (always || shape !== this.lastSentence) this.event(sentence);
+    this.lastSentence = shape;
     return sentence;
   }
 }
