@@ -38,7 +38,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   const hooks: PrimaryHooks = {
     async setPrimary(name, reason) {
       const node = name === null ? null : findNode(ctx.cfg, name);
-      log(endpoint.setTarget(node ? { name: node.name, host: node.service, port: node.port } : null, reason));
+      endpoint.setTarget(node ? { name: node.name, host: node.service, port: node.port } : null, reason); // logs its own sentence
       if (ctx.cfg.ha.vip) for (const line of await moveVip(ctx, name)) log(line);
     },
   };

@@ -27,6 +27,7 @@ export async function initdb(bins: Binaries, user: RunAs, dataDir: string, opts:
 }
 
 export async function pgStart(bins: Binaries, user: RunAs, dataDir: string, logFile: string, timeoutSec = 120): Promise<void> {
+  await awaitReaped(dataDir);
   if (!fs.existsSync(logFile)) fs.writeFileSync(logFile, '', { mode: 0o600 });
   if (user.uid !== undefined && user.gid !== undefined) fs.chownSync(logFile, user.uid, user.gid);
   const r = await run(bins.tool('pg_ctl')!, ['start', '-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSec)], { user });
@@ -93,6 +94,27 @@ export function postmasterPid(dataDir: string): number | null {
 
 export function postmasterRunning(dataDir: string): boolean {
   return postmasterPid(dataDir) !== null;
+}
+
+/**
+ * A postmaster killed outright stays a zombie until its parent (often init)
+ * reaps it, and PostgreSQL refuses to start while the pid in postmaster.pid
+ * still exists. Wait for the reaping instead of deleting the lock file, which
+ * would drop PostgreSQL's own guard against orphaned backends.
+ */
+async function awaitReaped(dataDir: string, timeoutMs = 30_000): Promise<void> {
+  const info = readPostmasterPid(dataDir);
+  if (!info) return;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && isZombie(info.pid)) await new Promise((r) => setTimeout(r, 200));
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** The database system identifier from global/pg_control (first 8 bytes, host order). */

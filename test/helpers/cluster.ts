@@ -59,6 +59,8 @@ export interface StatusJson {
   primary: string;
   passfile: string;
   daemon: { running: boolean; pid: number | null };
+  endpoints: { rw?: string };
+  archive: { archived_lsn: string | null; lag_bytes: number | null } | null;
   nodes: NodeJson[];
 }
 
