@@ -77,23 +77,23 @@ export class ReplicationConnection {
   private connected = false;
   private inQuery = false;
 
-  private constructor(
-    private readonly socket: net.Socket,
-    private readonly opts: ConnectOptions,
-  ) {
+  private readonly socket: net.Socket;
+
+  private constructor(private readonly opts: ConnectOptions) {
     this.host = opts.host;
     this.port = opts.port;
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {});
+    const socket = net.connect({ host: opts.host, port: opts.port, onread: readIntoSlabs((chunk) => this.onData(chunk)) });
+    this.socket = socket;
     this.inbox = new Inbox({ pause: () => socket.pause(), resume: () => socket.resume() });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.fail(this.connected ? connectionLost(this, err) : connectFailure(opts, err)));
     socket.on('close', () => this.fail(connectionLost(this)));
   }
 
   static async connect(opts: ConnectOptions): Promise<ReplicationConnection> {
     const timeoutMs = opts.connectTimeoutMs ?? 10_000;
-    const conn = new ReplicationConnection(net.connect({ host: opts.host, port: opts.port }), opts);
+    const conn = new ReplicationConnection(opts);
     const timer = setTimeout(() => conn.destroy(connectFailure(opts, 'timeout', timeoutMs)), timeoutMs);
     try {
       await Promise.race([new Promise((resolve) => conn.socket.once('connect', resolve)), conn.failed]);
@@ -285,7 +285,7 @@ export class ReplicationConnection {
           break;
         case 'dataRow':
           if (!current) throw this.protocolViolation(m, 'without RowDescription');
-          current.rows.push(m.values);
+          current.rows.push(m.values.map((v) => (v === null ? null : Buffer.from(v)))); // own copies: callers keep rows, which must not pin read slabs
           break;
         case 'commandComplete':
           current ??= { command: '', fields: [], rows: [] };
@@ -333,6 +333,36 @@ export class ReplicationConnection {
     this.rejectFailed(err);
     this.inbox.fail(err);
   }
+}
+
+/** Size of the buffers socket reads land in, back to back. */
+const SLAB = 1 << 20;
+/** A read gets at least this much room; a slab with less left is replaced. */
+const MIN_READ = 64 << 10;
+
+/**
+ * Socket reads into large slabs instead of a fresh zero-filled 64 KiB buffer
+ * per read: no zeroing, one allocation per slab, and consecutive reads are
+ * adjacent in memory, so the parser joins a message split between them
+ * without copying. A slab lives as long as any message viewing it.
+ */
+function readIntoSlabs(onChunk: (chunk: Buffer) => void): net.OnReadOpts {
+  let slab = Buffer.allocUnsafeSlow(SLAB);
+  let used = 0;
+  return {
+    buffer: () => {
+      if (SLAB - used < MIN_READ) {
+        slab = Buffer.allocUnsafeSlow(SLAB);
+        used = 0;
+      }
+      return slab.subarray(used);
+    },
+    callback: (n, buf) => {
+      used += n;
+      onChunk(Buffer.from(buf.buffer, buf.byteOffset, n));
+      return true;
+    },
+  };
 }
 
 function checkTimeline(tli: number): number {

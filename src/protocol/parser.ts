@@ -7,7 +7,8 @@ import type { BackendMessage, FieldDescription, NoticeFields } from './messages.
  * any byte, and one chunk may hold many messages. Pure: no I/O, no policy.
  *
  * Byte payloads in the returned messages are views into the input chunks (no
- * copy); the parser never writes into them.
+ * copy); the parser never writes into them. Only a message split across
+ * chunks that are not adjacent in memory is copied, into a buffer of its own.
  */
 export class Parser {
   /** The start of an incomplete message: views into earlier chunks, in order. */
@@ -20,6 +21,16 @@ export class Parser {
     if (chunk.length === 0) return [];
     const out: BackendMessage[] = [];
     let offset = 0;
+
+    // A chunk that continues the held fragment in the same memory (socket
+    // reads landing back to back in one buffer) joins it without a copy.
+    if (this.fragments.length === 1 && adjacent(this.fragments[0], chunk)) {
+      const first = this.fragments[0];
+      chunk = Buffer.from(chunk.buffer, first.byteOffset, first.length + chunk.length);
+      this.fragments = [];
+      this.buffered = 0;
+      this.needed = HEADER;
+    }
 
     // Complete a message begun in earlier chunks. Only that message is
     // copied; the rest of the chunk is decoded in place.
@@ -76,6 +87,10 @@ export class Parser {
     chunk.copy(out, filled, 0, n - filled);
     return out;
   }
+}
+
+function adjacent(a: Buffer, b: Buffer): boolean {
+  return a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset;
 }
 
 /** The length field of the message at `offset`, checked for sanity. */

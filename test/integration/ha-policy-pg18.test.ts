@@ -1,0 +1,52 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TestCluster } from '../helpers/cluster.js';
+import { setHa, Writer } from '../helpers/ha.js';
+
+/** restart_first: the crashed primary restarts in place; a primary frozen (SIGSTOP) for less than the timeout is not failed over. */
+const PORT = 24200;
+let c: TestCluster;
+
+before(async () => {
+  c = await TestCluster.init('ha-pol', { portBase: PORT, replicas: 1 });
+  setHa(c, ['restart_first: true', 'failover_timeout: 4s']);
+  const r = await c.run('up');
+  assert.equal(r.code, 0, r.stderr);
+  await c.sql(PORT, 'CREATE TABLE acked (id int primary key)');
+});
+after(async () => {
+  await c?.destroy();
+});
+
+test('restart first: a crashed primary on a reachable host restarts in place; no promotion', async () => {
+  const st = await c.status();
+  const oldPid = c.node(st, 'node1').pid!;
+  const w = new Writer(PORT + 1000, c.password()).start();
+  await c.until('writes flowing', async () => w.acked.length > 10);
+  const killedAt = Date.now();
+  process.kill(oldPid, 'SIGKILL');
+  await c.until('writes again', async () => w.lastAckAt > killedAt + 500, 60_000);
+  await w.stop();
+  const after = await c.status();
+  assert.equal(after.primary, 'node1');
+  assert.equal(c.node(after, 'node1').role, 'primary');
+  assert.notEqual(c.node(after, 'node1').pid, oldPid);
+  assert.equal(c.node(after, 'node2').role, 'replica');
+  const events = (await c.run('events')).stdout;
+  assert.match(events, /restart/i);
+  assert.doesNotMatch(events, /promoted/);
+});
+
+test('not dead: a primary frozen for less than failover_timeout is not failed over', async () => {
+  const st = await c.status();
+  const pid = c.node(st, 'node1').pid!;
+  process.kill(pid, 'SIGSTOP');
+  await new Promise((r) => setTimeout(r, 2500));
+  process.kill(pid, 'SIGCONT');
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = await c.status();
+  assert.equal(after.primary, 'node1');
+  assert.equal(c.node(after, 'node1').pid, pid);
+  assert.deepEqual(after.nodes.map((n) => n.role), ['primary', 'replica']);
+  assert.doesNotMatch((await c.run('events')).stdout, /promoted|fenced/);
+});
