@@ -30,7 +30,7 @@ export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Se
     fenced,
   };
   const started = Date.now();
-  const client = new pg.Client({ host: node.admin, port: node.port, user: ctx.cfg.superuser, password: secrets.superuserPassword, database: 'postgres', connectionTimeoutMillis: SQL_HARD_MS, application_name: 'pgmaestro_monitor' });
+  const client = new pg.Client({ host: node.admin, port: node.port, user: ctx.cfg.superuser, password: secrets.superuserPassword, database: 'postgres', connectionTimeoutMillis: SQL_HARD_MS, application_name: 'pgmaestro_monitor', options: '-c synchronous_commit=local' });
   client.on('error', () => undefined);
   const timer = setTimeout(() => void client.end().catch(() => undefined), SQL_HARD_MS);
   try {

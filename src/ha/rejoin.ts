@@ -4,7 +4,8 @@ import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { run } from '../postgres/exec.js';
 import { cloneReplica } from '../cluster/clone.js';
 import { writeNodeFiles } from '../cluster/configure.js';
-import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
+import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
+import { withClient } from '../postgres/sql.js';
 import { readMarker, writeMarker } from '../cluster/datadir.js';
 import { startNode } from '../cluster/lifecycle.js';
 import type { Secrets } from '../cluster/secrets.js';
@@ -33,7 +34,7 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   // 2. rewind, or clone afresh
   let how: string;
   const rewind = ctx.bins.tool('pg_rewind');
-  const rewound = rewind && fs.existsSync(node.dataDir) ? await tryRewind(ctx, rewind, node.dataDir, primary, log) : false;
+  const rewound = rewind && fs.existsSync(node.dataDir) ? await tryRewind(ctx, secrets, rewind, node.dataDir, primary, log) : false;
   if (rewound) {
     how = 'pg_rewind';
     writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
@@ -58,14 +59,20 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;
 }
 
-async function tryRewind(ctx: ClusterContext, tool: string, dataDir: string, primary: ReturnType<typeof findNode>, log: (line: string) => void): Promise<boolean> {
+async function tryRewind(ctx: ClusterContext, secrets: Secrets, tool: string, dataDir: string, primary: ReturnType<typeof findNode>, log: (line: string) => void): Promise<boolean> {
+  // pg_rewind reads the source's timeline from its control file, which a
+  // fresh promotion updates only at its next checkpoint.
+  await withClient(adminTarget(ctx, primary, secrets), (c) => c.query('CHECKPOINT'));
   const source = `host=${primary.admin} port=${primary.port} user=${ctx.cfg.superuser} dbname=postgres`;
   const r = await run(tool, ['--target-pgdata', dataDir, '--source-server', source], {
     user: ctx.user,
     env: { PGPASSFILE: ctx.paths.superuserPassfile },
     timeoutMs: 3600_000,
   });
-  if (r.code === 0) return true;
+  if (r.code === 0) {
+    log(`pg_rewind: ${(r.stdout + r.stderr).trim().split('\n').slice(-2).join(' / ')}`);
+    return true;
+  }
   log(`pg_rewind could not rewind ${dataDir} (${(r.stderr.trim().split('\n').pop() ?? '').trim()}); cloning afresh instead`);
   return false;
 }

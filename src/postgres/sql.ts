@@ -23,6 +23,8 @@ export async function withClient<T>(t: SqlTarget, fn: (c: pg.Client) => Promise<
     connectionTimeoutMillis: timeoutMs,
     statement_timeout: timeoutMs * 6,
     application_name: 'pgmaestro',
+    // pgmaestro's own writes (roles, heartbeats) must never wait for a synchronous standby
+    options: '-c synchronous_commit=local',
   });
   client.on('error', () => undefined); // a dropped connection surfaces on the pending query instead
   try {

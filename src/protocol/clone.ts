@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { PgmError } from '../errors.js';
 import { baseBackup } from './basebackup.js';
-import type { BaseBackupResult, BaseBackupSink, ByteSink } from './basebackup.js';
+import type { BaseBackupOptions, BaseBackupResult, BaseBackupSink, ByteSink } from './basebackup.js';
 import type { ReplicationConnection } from './connection.js';
 import { tarSink } from './tar-extract.js';
 import { WrittenTree } from './written-tree.js';
@@ -23,6 +23,12 @@ export interface CloneOptions {
   checkpoint?: 'fast' | 'spread';
   /** Include the WAL that makes the copy consistent. Default true. */
   wal?: boolean;
+  /**
+   * Checksums in the backup_manifest. Default 'CRC32C', as pg_basebackup's:
+   * it detects damage, and costs the server far less than a SHA-2 of every
+   * byte (SHA256 slows a fast clone by a third).
+   */
+  manifestChecksums?: BaseBackupOptions['manifestChecksums'];
 }
 
 export interface CloneResult extends BaseBackupResult {
@@ -79,7 +85,14 @@ export async function cloneInto(conn: ReplicationConnection, opts: CloneOptions)
   try {
     const result = await baseBackup(
       conn,
-      { label: opts.label ?? 'pgmaestro clone', checkpoint: opts.checkpoint ?? 'fast', wal: opts.wal ?? true, progress: true, manifest: true },
+      {
+        label: opts.label ?? 'pgmaestro clone',
+        checkpoint: opts.checkpoint ?? 'fast',
+        wal: opts.wal ?? true,
+        progress: true,
+        manifest: true,
+        manifestChecksums: opts.manifestChecksums ?? 'CRC32C',
+      },
       sink,
     );
 

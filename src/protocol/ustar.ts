@@ -99,10 +99,10 @@ export class UstarParser {
     return out;
   }
 
-  /** Throws unless the input so far ends at an entry boundary (or the end-of-archive block). */
+  /** Throws unless the input so far ends between entries (or at the end-of-archive block). */
   end(): void {
     if (this.ended) return;
-    if (this.inEntry || this.dataLeft > 0 || this.blockFilled > 0 || this.meta !== null) {
+    if (this.inEntry || this.dataLeft > 0 || this.padLeft > 0 || this.blockFilled > 0 || this.meta !== null || Object.keys(this.next).length > 0) {
       throw badArchive('it ends in the middle of an entry');
     }
   }

@@ -8,35 +8,47 @@ export interface StreamedFile {
   /** Appends `chunk`; returns once the kernel has it (not durable yet). */
   write(chunk: Buffer): void;
   /**
-   * Ends the file and hands it to the background syncer. Resolves once the
-   * syncer has room for it, not when the file is durable: `syncAll()` waits
-   * for that.
+   * Ends the file. A large one goes to the background syncer, and this
+   * resolves once the syncer has room for it; either way the file is durable
+   * only after `syncAll()`.
    */
   close(): Promise<void>;
   /** Closes without syncing, after a failure; never throws. */
   discard(): void;
 }
 
-/** fsyncs running at once; the rest of the thread pool stays free. */
+/**
+ * Files at least this large are fsynced in the background as soon as they
+ * are closed, so that their data goes to disk while later files are still
+ * arriving; smaller ones are fsynced at the end, together. Syncing each small
+ * file as it closes makes the creation of its neighbours wait for the
+ * metadata writes (measured: a clone a third slower), while a few large files
+ * hold most of the bytes.
+ */
+const EARLY_SYNC_BYTES = 8 << 20;
+/** Background fsyncs running at once; the rest of the thread pool stays free. */
 const SYNC_CONCURRENCY = 2;
-/** Closed files waiting for their fsync, each holding its descriptor. */
-const SYNC_BACKLOG = 64;
+/** Closed large files waiting for their fsync, each holding its descriptor. */
+const SYNC_BACKLOG = 16;
 
 /**
  * Creates the files, directories and symlinks of a restored data directory
  * the way PostgreSQL wants them (dirs 0700, files 0600, optional owner), and
- * makes them durable: each file is fsynced in the background as soon as it is
- * closed, so its data goes to disk while later files are still being written,
- * and `syncAll()` waits for those fsyncs and then fsyncs every directory.
- * Refuses to overwrite anything: every path it creates must not exist yet.
+ * makes them durable: large files are fsynced in the background as soon as
+ * they are closed; `syncAll()` waits for those, then fsyncs every other file
+ * and every directory. Refuses to overwrite anything: every path it creates
+ * must not exist yet.
  *
  * The `…Sync` methods make the same changes with synchronous system calls,
  * for a caller that writes a stream in order and wants each write done on
  * its own thread while the data is still in the CPU cache (see tarSink).
+ * Durability is the same either way: nothing is durable before `syncAll()`.
  */
 export class WrittenTree {
   /** File content bytes written so far. */
   bytes = 0;
+  /** Closed files left for `syncAll`. */
+  private readonly files: string[] = [];
   private readonly dirs = new Set<string>();
   private readonly links = new Set<string>();
   private readonly syncer = new BackgroundSyncer();
@@ -54,7 +66,11 @@ export class WrittenTree {
   async prepareRoot(dir: string): Promise<void> {
     const first = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     if (first !== undefined) {
-      for (let p = path.dirname(dir); p.length >= first.length; p = path.dirname(p)) await this.chown(p, false);
+      for (let p = path.dirname(dir); p.length >= first.length; p = path.dirname(p)) {
+        await this.chown(p, false);
+        this.dirs.add(p);
+      }
+      this.dirs.add(path.dirname(first)); // holds the first new entry
     }
     const entries = await fs.readdir(dir);
     if (entries.length > 0) {
@@ -130,18 +146,22 @@ export class WrittenTree {
       throw err;
     }
     let open = true;
+    let size = 0;
     return {
       write: async (chunk) => {
         for (let offset = 0; offset < chunk.length; ) {
           const { bytesWritten } = await fh.write(chunk, offset, chunk.length - offset);
           offset += bytesWritten;
         }
+        size += chunk.length;
         this.counted(chunk.length);
       },
       close: async () => {
         if (!open) return;
         open = false;
-        await this.syncer.add(fh);
+        if (size >= EARLY_SYNC_BYTES) return this.syncer.add(fh);
+        this.files.push(file);
+        await fh.close();
       },
       discard: async () => {
         if (!open) return;
@@ -162,15 +182,20 @@ export class WrittenTree {
       throw err;
     }
     let open = true;
+    let size = 0;
     return {
       write: (chunk) => {
         for (let offset = 0; offset < chunk.length; ) offset += fsSync.writeSync(fd, chunk, offset, chunk.length - offset);
+        size += chunk.length;
         this.counted(chunk.length);
       },
       close: () => {
         if (!open) return Promise.resolve();
         open = false;
-        return this.syncer.add(fdHandle(fd));
+        if (size >= EARLY_SYNC_BYTES) return this.syncer.add(fdHandle(fd));
+        this.files.push(file);
+        fsSync.closeSync(fd);
+        return Promise.resolve();
       },
       discard: () => {
         if (!open) return;
@@ -203,11 +228,12 @@ export class WrittenTree {
 
   /**
    * Returns once every closed file and then every directory is fsynced, and
-   * throws the first fsync failure. Directories are synced at most
-   * `concurrency` at a time.
+   * throws the first fsync failure. Files left for the end, then
+   * directories, are synced `concurrency` at a time.
    */
   async syncAll(concurrency = 16): Promise<void> {
     await this.syncer.idle();
+    await eachLimited(this.files, concurrency, syncPath);
     await eachLimited([...this.dirs], concurrency, syncPath);
   }
 

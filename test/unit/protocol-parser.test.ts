@@ -123,3 +123,39 @@ test('parser: a truncated body is a protocol error', () => {
   assert.throws(() => new Parser().parse(msg('S', 'no terminator')), { code: 'protocol.error' });
   assert.throws(() => new Parser().parse(msg('Z', 'X')), { code: 'protocol.error' });
 });
+
+test('parser: every split point, with each chunk in memory of its own (the copying path)', () => {
+  for (let i = 0; i <= all.length; i++) {
+    const p = new Parser();
+    const out = [...p.parse(Buffer.from(all.subarray(0, i))), ...p.parse(Buffer.from(all.subarray(i)))];
+    assert.deepEqual(out, expectedAll, `split at ${i}`);
+    assert.equal(p.pendingBytes, 0);
+  }
+});
+
+test('parser: one byte at a time, each in memory of its own', () => {
+  const p = new Parser();
+  const out: BackendMessage[] = [];
+  for (let i = 0; i < all.length; i++) out.push(...p.parse(Buffer.from(all.subarray(i, i + 1))));
+  assert.deepEqual(out, expectedAll);
+});
+
+test('parser: a message split between chunks adjacent in memory is a view, not a copy', () => {
+  const payload = Buffer.alloc(40_000, 9);
+  const bytes = Buffer.concat([msg('d', payload), msg('c')]);
+  const p = new Parser();
+  const out = [...p.parse(bytes.subarray(0, 100)), ...p.parse(bytes.subarray(100, 30_000)), ...p.parse(bytes.subarray(30_000))];
+  assert.deepEqual(out, [{ kind: 'copyData', data: payload }, { kind: 'copyDone' }]);
+  const data = (out[0] as { data: Buffer }).data;
+  assert.equal(data.buffer, bytes.buffer, 'the payload views the input');
+  assert.equal(data.byteOffset, bytes.byteOffset + 5);
+});
+
+test('parser: a message split between chunks in separate memory is copied once, exactly', () => {
+  const payload = Buffer.alloc(40_000, 9);
+  const bytes = msg('d', payload);
+  const p = new Parser();
+  const out = [...p.parse(Buffer.from(bytes.subarray(0, 3))), ...p.parse(Buffer.from(bytes.subarray(3, 20_000))), ...p.parse(Buffer.from(bytes.subarray(20_000)))];
+  assert.deepEqual(out, [{ kind: 'copyData', data: payload }]);
+  assert.equal((out[0] as { data: Buffer }).data.length, payload.length);
+});

@@ -92,6 +92,59 @@ for (const [what, entries, why] of [
   });
 }
 
+test('tar: long names (ustar prefix and pax) and a large file synced in the background', async () => {
+  const dir = tmpdir();
+  try {
+    const big = 'b'.repeat(9 << 20); // above the size fsynced as soon as it is closed
+    const prefixed = `${'d'.repeat(60)}/${'e'.repeat(60)}/file`;
+    const pax = `base/${'p'.repeat(120)}`;
+    const root = path.join(dir, 'data');
+    const tree = await extract(root, await tarOf([{ name: prefixed, content: 'one' }, { name: pax, content: 'two' }, { name: 'big', content: big }]));
+    await tree.syncAll(4);
+    assert.equal(fs.readFileSync(path.join(root, prefixed), 'utf8'), 'one');
+    assert.equal(fs.readFileSync(path.join(root, pax), 'utf8'), 'two');
+    assert.equal(fs.statSync(path.join(root, 'big')).size, big.length);
+    assert.equal(tree.bytes, 6 + big.length);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tar: write() resolves with the bytes already in the file (nothing is buffered)', async () => {
+  const dir = tmpdir();
+  try {
+    const archive = await tarOf([{ name: 'f', content: 'x'.repeat(5000) }]);
+    const root = path.join(dir, 'data');
+    const tree = new WrittenTree({});
+    await tree.prepareRoot(root);
+    const sink = tarSink(root, tree, (_n, o) => o);
+    await sink.write(archive.subarray(0, 512 + 3000));
+    assert.equal(fs.readFileSync(path.join(root, 'f'), 'utf8'), 'x'.repeat(3000));
+    await sink.write(archive.subarray(512 + 3000));
+    await sink.end();
+    await tree.syncAll();
+    assert.equal(fs.readFileSync(path.join(root, 'f'), 'utf8').length, 5000);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tar: a truncated archive fails end() with clone.failed, and later calls fail the same', async () => {
+  const dir = tmpdir();
+  try {
+    const archive = await tarOf([{ name: 'f', content: 'x'.repeat(5000) }]);
+    const root = path.join(dir, 'data');
+    const tree = new WrittenTree({});
+    await tree.prepareRoot(root);
+    const sink = tarSink(root, tree, (_n, o) => o);
+    await sink.write(archive.subarray(0, 2000));
+    await assert.rejects(sink.end(), { code: 'clone.failed', message: /middle of an entry/ });
+    await assert.rejects(sink.write(archive.subarray(2000)), { code: 'clone.failed' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('tar: safeRelativePath normalises harmless forms', () => {
   assert.equal(safeRelativePath('./base//1/'), 'base/1');
   assert.equal(safeRelativePath('./'), '');
