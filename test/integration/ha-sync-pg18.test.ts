@@ -19,7 +19,7 @@ after(async () => {
 });
 
 test('quorum 1: no acknowledged commit is lost by a failover (counted)', async () => {
-  const [sync] = await c.sql<{ s: string }>(PORT, 'SHOW synchronous_standby_names');
+  const [sync] = await c.sql<{ s: string }>(PORT, "SELECT current_setting('synchronous_standby_names') AS s");
   assert.equal(sync.s, 'ANY 1 (node1, node2, node3)');
   const w = new Writer(PORT + 1000, c.password()).start();
   await c.until('writes flowing', async () => w.acked.length > 50);
