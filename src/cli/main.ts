@@ -3,6 +3,8 @@ import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
 import { openCluster } from '../cluster/context.js';
 import { down } from '../cluster/down.js';
+import { ensureLab } from '../cluster/lab.js';
+import { clusterPaths } from '../cluster/paths.js';
 import { up } from '../cluster/provision.js';
 import { clusterStatus } from '../cluster/status.js';
 import { initConfig } from '../config/init.js';
@@ -47,7 +49,9 @@ program
   .option('-c, --config <file>', 'cluster configuration')
   .description('provision what is missing, start all, wait until healthy')
   .action(async (o: { config?: string }) => {
-    const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    const cfg = loadConfig(resolveConfigPath(o.config));
+    if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
+    const ctx = await openCluster(cfg);
     await up(ctx, say);
     const d = await ensureDaemon(ctx);
     say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);

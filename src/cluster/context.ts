@@ -6,6 +6,7 @@ import type { RunAs } from '../postgres/exec.js';
 import { resolveOsUser } from '../postgres/osuser.js';
 import type { SqlTarget } from '../postgres/sql.js';
 import { clusterPaths, type ClusterPaths } from './paths.js';
+import { applyLab, readLab, type LabRecord } from './lab.js';
 import { readSecrets, type Secrets } from './secrets.js';
 import { FileStateStore, type StateStore } from './state.js';
 
@@ -16,15 +17,19 @@ export interface ClusterContext {
   readonly user: RunAs;
   readonly paths: ClusterPaths;
   readonly store: StateStore;
+  /** Lab mode: the network namespaces the nodes run in. */
+  readonly lab: LabRecord | null;
 }
 
-export async function openCluster(cfg: ClusterConfig): Promise<ClusterContext> {
-  const bins = await resolveBinaries(cfg.binDir);
-  const user = await resolveOsUser(cfg.osUser);
-  const paths = clusterPaths(cfg);
+export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext> {
+  const bins = await resolveBinaries(loaded.binDir);
+  const user = await resolveOsUser(loaded.osUser);
+  const paths = clusterPaths(loaded);
   fs.mkdirSync(paths.stateDir, { recursive: true });
   fs.mkdirSync(paths.logsDir, { recursive: true });
-  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile) };
+  const lab = loaded.ha.isolation === 'netns' ? readLab(paths.stateDir) : null;
+  const cfg = lab ? applyLab(loaded, lab) : loaded;
+  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile), lab };
 }
 
 export function findNode(cfg: ClusterConfig, name: string): NodeConfig {

@@ -1,5 +1,6 @@
 import { stopDaemon } from '../daemon/spawn.js';
 import { currentPrimaryName, type ClusterContext } from './context.js';
+import { destroyLab } from './lab.js';
 import { stopNode } from './lifecycle.js';
 import type { Log } from './provision.js';
 
@@ -15,4 +16,5 @@ export async function down(ctx: ClusterContext, log: Log): Promise<void> {
     const r = await stopNode(ctx, node);
     log(`${node.name}: ${r}`);
   }
+  if (await destroyLab(ctx.paths.stateDir)) log('lab: network namespaces and bridge removed');
 }

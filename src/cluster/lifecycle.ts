@@ -3,14 +3,14 @@ import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { pgStart, pgStop, postmasterRunning, readTail } from '../postgres/control.js';
 import type { ClusterContext } from './context.js';
+import { nodeUser } from './lab.js';
 import { assertPortFree } from './ports.js';
 
 /** Starts `node` unless its postmaster already runs; says which. */
 export async function startNode(ctx: ClusterContext, node: NodeConfig): Promise<'started' | 'running'> {
   if (postmasterRunning(node.dataDir)) return 'running';
-  await assertPortFree(node, ctx.cfg.file);
-  // A postmaster.pid left by a crash is harmless: postgres checks the pid itself.
-  await pgStart(ctx.bins, ctx.user, node.dataDir, ctx.paths.nodeLog(node));
+  if (!ctx.lab) await assertPortFree(node, ctx.cfg.file); // a lab namespace is private to its node
+  await pgStart(ctx.bins, nodeUser(ctx.user, ctx.lab, node), node.dataDir, ctx.paths.nodeLog(node));
   return 'started';
 }
 

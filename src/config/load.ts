@@ -83,6 +83,7 @@ export function loadConfig(file: string): ClusterConfig {
       vip: raw.ha.vip ?? null,
     },
     endpoint: parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000),
+    managerAddresses: [],
     nodes,
   };
 }

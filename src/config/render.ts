@@ -90,7 +90,7 @@ export function slotName(node: NodeConfig): string {
  */
 export function renderHba(cfg: ClusterConfig): string {
   const uniq = (xs: string[]) => [...new Set(xs)];
-  const admin = uniq(cfg.nodes.map((n) => hbaAddress(n.admin)));
+  const admin = uniq([...cfg.nodes.map((n) => n.admin), ...cfg.managerAddresses].map(hbaAddress));
   const repl = uniq([...cfg.nodes.map((n) => hbaAddress(n.replication)), ...admin]);
   const lines = [
     HEADER.trimEnd(),

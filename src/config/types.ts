@@ -55,6 +55,8 @@ export interface ClusterConfig {
   readonly settings: Settings;
   readonly backup: BackupConfig;
   readonly ha: HaConfig;
+  /** Where pgmaestro itself connects from besides the nodes' admin addresses (the lab's gateway). */
+  readonly managerAddresses: readonly string[];
   /** The read-write endpoint the daemon listens on. */
   readonly endpoint: { readonly host: string; readonly port: number };
   readonly nodes: readonly NodeConfig[];

@@ -3,6 +3,7 @@ import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { findNode, type ClusterContext } from '../cluster/context.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { nextState, type ClusterState } from '../cluster/state.js';
+import { tcpAnswers } from './probe.js';
 import { ensureSlots, promoteNode, repoint } from './promote.js';
 
 /** What the daemon plugs in so a promotion moves the stable endpoint (and VIP) too. */
@@ -44,7 +45,9 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
 
   // 1. fence the old primary: no client may reach it, and stop it where we can
   await hooks.setPrimary(null, `${req.kind}: fencing ${from.name}`);
-  if (postmasterRunning(from.dataDir)) {
+  if (!(await tcpAnswers(from.admin, from.port))) {
+    log(`${from.name} cannot be reached: fenced out of the endpoint now, stopped when it can be reached again`);
+  } else if (postmasterRunning(from.dataDir)) {
     await pgStop(ctx.bins, ctx.user, from.dataDir, req.kind === 'switchover' ? 'fast' : 'immediate', 30).catch((err: Error) => log(`${from.name}: could not be stopped (${err.message}); it stays fenced`));
   }
 

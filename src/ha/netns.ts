@@ -45,6 +45,11 @@ export class NetLab {
   readonly index: number;
   readonly hosts: readonly LabHost[];
 
+  /** A lab built earlier (by another process), from what `create` returned. */
+  static attach(lab: string, index: number, hosts: readonly LabHost[]): NetLab {
+    return new NetLab(lab, index, hosts);
+  }
+
   private constructor(lab: string, index: number, hosts: readonly LabHost[]) {
     this.lab = lab;
     this.index = index;
@@ -62,8 +67,13 @@ export class NetLab {
     return `10.213.${this.index}.0/24`;
   }
 
-  /** Builds the lab; on any failure removes what it built and throws. */
-  static async create(lab: string, hostNames: readonly string[]): Promise<NetLab> {
+  /**
+   * Builds the lab; on any failure removes what it built and throws. `ownerPid`
+   * is the process whose death makes the lab stale (default: this one); a
+   * cluster's lab outlives its commands, so pgmaestro passes 1 and destroys it
+   * on `down`.
+   */
+  static async create(lab: string, hostNames: readonly string[], ownerPid = process.pid): Promise<NetLab> {
     if (hostNames.length === 0 || hostNames.length > 200 || new Set(hostNames).size !== hostNames.length) {
       throw new PgmError('usage', `a lab needs 1 to 200 distinct host names, not ${hostNames.length}.`, { hint: 'name each host once.' });
     }
@@ -74,7 +84,7 @@ export class NetLab {
     if ((await labBridges()).some((b) => b.lab === lab)) {
       throw new PgmError('usage', `a lab named ${lab} already exists and its owner is alive.`, { hint: 'choose another lab name, or destroy that lab first.' });
     }
-    const index = await claimBridge(lab);
+    const index = await claimBridge(lab, ownerPid);
     const hosts = hostNames.map((name, i): LabHost => ({ name, netns: `pgm-${lab}-${name}`, iface: 'eth0', address: `10.213.${index}.${11 + i}`, hostIf: `pgmv${index}x${i}` }));
     const l = new NetLab(lab, index, hosts);
     const created: string[] = [];
@@ -200,7 +210,7 @@ export async function netnsUnsupported(): Promise<string | null> {
   }
 }
 
-async function claimBridge(lab: string): Promise<number> {
+async function claimBridge(lab: string, ownerPid: number): Promise<number> {
   const used = (await run('ip', ['-o', '-4', 'addr', 'show'])).stdout;
   for (let n = 1; n < 255; n++) {
     if (used.includes(` 10.213.${n}.`)) continue;
@@ -209,7 +219,7 @@ async function claimBridge(lab: string): Promise<number> {
       if (/exists/i.test(r.stderr)) continue;
       throw new PgmError('daemon.failed', `cannot create bridge pgmbr${n}: ${r.stderr.trim()}.`, { hint: 'run as root on a kernel with bridge support.' });
     }
-    await ip(['link', 'set', `pgmbr${n}`, 'alias', `pgmaestro lab=${lab} pid=${process.pid}`]);
+    await ip(['link', 'set', `pgmbr${n}`, 'alias', `pgmaestro lab=${lab} pid=${ownerPid}`]);
     return n;
   }
   throw new PgmError('daemon.failed', 'no free lab bridge: pgmbr1 to pgmbr254 are all taken.', { hint: 'destroy old labs (ip link del pgmbrN).' });

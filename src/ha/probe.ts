@@ -29,6 +29,8 @@ export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Se
     priority: node.priority,
     fenced,
   };
+  const failed = { ...base, sqlOk: false, probeMs: null, inRecovery: null, walLsn: null, receiveLsn: null, replayLsn: null, upstreamStreaming: null, upstream: null, lastMsgAgeMs: null, timeline: null };
+  if (!hostReachable) return failed; // SQL cannot answer either: keep the cycle short
   const started = Date.now();
   const client = new pg.Client({ host: node.admin, port: node.port, user: ctx.cfg.superuser, password: secrets.superuserPassword, database: 'postgres', connectionTimeoutMillis: SQL_HARD_MS, application_name: 'pgmaestro_monitor', options: '-c synchronous_commit=local' });
   client.on('error', () => undefined);
@@ -66,7 +68,7 @@ export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Se
       timeline: r.tli,
     };
   } catch {
-    return { ...base, sqlOk: false, probeMs: null, inRecovery: null, walLsn: null, receiveLsn: null, replayLsn: null, upstreamStreaming: null, upstream: null, lastMsgAgeMs: null, timeline: null };
+    return failed;
   } finally {
     clearTimeout(timer);
     await client.end().catch(() => undefined);

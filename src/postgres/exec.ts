@@ -6,6 +6,8 @@ export interface RunAs {
   readonly gid?: number;
   readonly name: string;
   readonly home?: string;
+  /** Lab mode: run inside this network namespace (through `ip netns exec` and setpriv). */
+  readonly netns?: string;
 }
 
 export interface ExecResult {
@@ -23,9 +25,15 @@ export function run(cmd: string, args: readonly string[], opts: { user?: RunAs; 
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', LANG: 'C', ...opts.env };
     if (opts.user?.home) env.HOME = opts.user.home;
-    const child = spawn(cmd, args, {
-      uid: opts.user?.uid,
-      gid: opts.user?.gid,
+    const ns = opts.user?.netns;
+    const u = opts.user;
+    const [file, argv] =
+      ns && u?.uid !== undefined && u.gid !== undefined
+        ? ['ip', ['netns', 'exec', ns, 'setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', '--', cmd, ...args]]
+        : [cmd, args];
+    const child = spawn(file, argv, {
+      uid: ns ? undefined : opts.user?.uid,
+      gid: ns ? undefined : opts.user?.gid,
       env,
       cwd: opts.cwd ?? '/',
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -110,6 +110,7 @@ const MAX_MESSAGE = 0x40000000 + 0x100000;
 
 /** Decodes one message body (the bytes after the type byte and length). */
 export function decode(code: string, body: Buffer): BackendMessage {
+  if (code === 'd') return { kind: 'copyData', data: body }; // the bulk of a COPY or replication stream: first, and no reader
   const r = new Reader(body, code);
   switch (code) {
     case 'R':
@@ -166,8 +167,6 @@ export function decode(code: string, body: Buffer): BackendMessage {
       const kind = code === 'G' ? 'copyInResponse' : code === 'H' ? 'copyOutResponse' : 'copyBothResponse';
       return { kind, format, columnFormats };
     }
-    case 'd':
-      return { kind: 'copyData', data: body };
     case 'c':
       return { kind: 'copyDone' };
     case 'v': {
