@@ -62,7 +62,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
           entries.push({ kind: 'dir', path: logical });
           await copyTree(abs, logical);
         } else if (st.isFile()) {
-          const w = await repo.storage.writer(`${dir}/${logical}`, repo.compression);
+          const w = await repo.storage.writer(`${dir}/${logical}`, repo.compression, { deferSync: true });
           for await (const chunk of fs.createReadStream(abs, { highWaterMark: 1 << 20 })) {
             await w.write(chunk as Buffer);
             done += (chunk as Buffer).length;
@@ -93,6 +93,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
       pg_version: ctx.bins.version,
       system_identifier: systemId,
     };
+    await repo.storage.syncDeferred();
     repo.complete(info, { version: 1, entries });
   } catch (err) {
     repo.storage.remove(dir);

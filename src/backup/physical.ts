@@ -114,6 +114,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
     pg_version: source.version,
     system_identifier: systemId,
   };
+  await repo.storage.syncDeferred(); // every file durable before the marker says the backup exists
   repo.complete(info, { version: 1, entries });
   return info;
 }

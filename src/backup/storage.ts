@@ -36,8 +36,15 @@ export interface Storage {
   list(rel: string): string[];
   read(rel: string): Buffer;
   put(rel: string, data: Buffer | string): void;
-  /** A streamed file, compressed as asked, checksummed as stored. */
-  writer(rel: string, compression: Compression): Promise<StoredWriter>;
+  /**
+   * A streamed file, compressed as asked, checksummed as stored. By default it
+   * is fsynced before `end()` resolves; with `deferSync` it is fsynced by the
+   * next `syncDeferred()` — for the many files of a backup, whose completion
+   * marker is written only after that call.
+   */
+  writer(rel: string, compression: Compression, opts?: { deferSync?: boolean }): Promise<StoredWriter>;
+  /** fsyncs every file written with `deferSync` since the last call, and their directories. */
+  syncDeferred(): Promise<void>;
   /** Decompressed content of a stored file. */
   reader(rel: string): NodeJS.ReadableStream;
   /** SHA-256 and size of the stored bytes. */
@@ -100,7 +107,29 @@ export class PosixStorage implements Storage {
     }
   }
 
-  async writer(rel: string, compression: Compression): Promise<StoredWriter> {
+  private deferred: string[] = [];
+
+  async syncDeferred(): Promise<void> {
+    const files = this.deferred.splice(0);
+    const dirs = [...new Set(files.map((f) => path.dirname(f)))];
+    const syncOne = async (p: string) => {
+      const fh = await fsp.open(p, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    };
+    for (const group of [files, dirs]) {
+      let next = 0;
+      await Promise.all(Array.from({ length: Math.min(16, group.length) }, async () => {
+        while (next < group.length) await syncOne(group[next++]);
+      }));
+    }
+  }
+
+  async writer(rel: string, compression: Compression, opts: { deferSync?: boolean } = {}): Promise<StoredWriter> {
+    const deferred = this.deferred;
     const stored = compression === 'gzip' ? `${rel}.gz` : rel;
     const abs = this.abs(stored);
     this.mkdir(path.dirname(stored));
@@ -147,10 +176,11 @@ export class PosixStorage implements Storage {
             await ended;
             await flushOut(out.splice(0));
           }
-          await fh.sync();
+          if (!opts.deferSync) await fh.sync();
           if (owner.uid !== undefined && owner.gid !== undefined) await fh.chown(owner.uid, owner.gid);
           await fh.close();
           await fsp.rename(tmp, abs);
+          if (opts.deferSync) deferred.push(abs);
         } catch (err) {
           await fsp.rm(tmp, { force: true });
           throw storageError(err, abs);

@@ -26,7 +26,7 @@ export function tarStoreSink(repo: Repository, backupDir: string, prefix: string
         entry.resume();
         entries.push({ kind: 'link', path: logical, target: linkname ?? '' });
       } else if (type === 'file' || type === 'contiguous-file') {
-        const w = await repo.storage.writer(path.posix.join(backupDir, logical), repo.compression);
+        const w = await repo.storage.writer(path.posix.join(backupDir, logical), repo.compression, { deferSync: true });
         try {
           for await (const chunk of entry as AsyncIterable<Buffer>) {
             await w.write(chunk);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { RunAs } from '../postgres/exec.js';
 import type { Repository } from '../backup/repository.js';
 import type { BackupInfo } from '../backup/types.js';
+import { WrittenTree } from '../protocol/written-tree.js';
 import { combineInto } from './combine.js';
 import { repoMember, toDataRel } from './repo-member.js';
 
@@ -32,9 +33,10 @@ export async function materialize(repo: Repository, chain: readonly BackupInfo[]
   if (members.length > 1) {
     await combineInto(members, targetDir, { uid: owner.uid, gid: owner.gid });
   } else {
-    await fsp.mkdir(targetDir, { recursive: true, mode: 0o700 });
-    await own(targetDir);
-    for (const rel of newest.files) await copyFile(newest.open(rel), abs(rel), owner);
+    const tree = new WrittenTree({ uid: owner.uid, gid: owner.gid });
+    await tree.prepareRoot(targetDir);
+    for (const rel of newest.files) await tree.writeFile(abs(rel), newest.open(rel));
+    await tree.syncAll(16);
   }
 
   // 2. the directories without files, then each tablespace moved beside the
@@ -65,19 +67,4 @@ export async function materialize(repo: Repository, chain: readonly BackupInfo[]
     bytes += st?.size ?? 0;
   }
   return { bytes };
-}
-
-async function copyFile(src: AsyncIterable<Buffer>, dest: string, owner: RunAs): Promise<void> {
-  const first = await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
-  if (first && owner.uid !== undefined && owner.gid !== undefined) {
-    for (let d = path.dirname(dest); d.length >= first.length; d = path.dirname(d)) await fsp.chown(d, owner.uid, owner.gid);
-  }
-  const fh = await fsp.open(dest, 'wx', 0o600);
-  try {
-    if (owner.uid !== undefined && owner.gid !== undefined) await fh.chown(owner.uid, owner.gid);
-    for await (const chunk of src) await fh.write(chunk);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
