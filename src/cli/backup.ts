@@ -12,6 +12,7 @@ import { openCluster } from '../cluster/context.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PgmError } from '../errors.js';
 import { restore } from '../restore/restore.js';
+import { restoreNode } from '../restore/restore-node.js';
 import type { RestoreTarget } from '../restore/plan.js';
 
 const say = (line: string): void => {
@@ -151,6 +152,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--name <name>', 'recover to this restore point')
     .option('--latest', 'recover to the end of the archive (default)')
     .option('--start', 'start the instance and wait until the target is reached')
+    .option('--node <node>', 'rebuild this cluster node from the repository instead')
     .option('--logical <id>', 'restore a logical backup instead, into --db')
     .option('--db <name>', 'database for --logical')
     .option('--json', 'machine-readable output')
@@ -161,6 +163,7 @@ export function registerBackupCommands(program: Command): void {
         if (!o.db) throw new PgmError('usage', 'restore --logical needs --db NAME.', { hint: 'for example: pgmaestro restore --logical ID --db app_copy.' });
         return say(await logicalRestore(ctx, repo, o.logical as string, o.db as string));
       }
+      if (o.node) return say(await restoreNode(ctx, Repository.open(ctx, 'write'), o.node as string, parseTarget(o), say));
       if (!o.targetDir || !o.port) throw new PgmError('usage', 'restore needs --target-dir DIR and --port P.', { hint: 'for example: pgmaestro restore --target-dir /srv/restore --port 6543 --time "2026-11-20 10:00:00+00" --start.' });
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new PgmError('usage', `--port must be a port number, not '${o.port}'.`, { hint: 'for example --port 6543.' });

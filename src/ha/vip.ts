@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { PgmError } from '../errors.js';
 import { run, type ExecResult } from '../postgres/exec.js';
+import { isExecutable } from '../util/fsx.js';
 
 /**
  * The optional virtual IP: the address clients use, carried by the primary's
@@ -124,14 +125,6 @@ function defaultSearchPath(): string[] {
   return [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin', '/bin'].filter((d) => d !== '');
 }
 
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
 
 function ipIn(netns: string | undefined, args: readonly string[]): Promise<ExecResult> {
   return runIn(netns, 'ip', args);

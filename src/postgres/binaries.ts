@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PgmError } from '../errors.js';
 import { run } from './exec.js';
+import { isExecutable } from '../util/fsx.js';
 
 export const SUPPORTED_MAJORS = [15, 16, 17, 18] as const;
 
@@ -56,14 +57,6 @@ export async function resolveBinaries(binDir: string): Promise<Binaries> {
   };
 }
 
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The embedded package ships its shared-library symlinks as a list that its

@@ -76,7 +76,7 @@ export async function restore(ctx: ClusterContext, repo: Repository, opts: Resto
 }
 
 /** Starts a restored instance and returns once it has left recovery. */
-export async function startRestored(ctx: ClusterContext, dataDir: string, port: number, timeoutMs = 3600_000): Promise<void> {
+export async function startRestored(ctx: ClusterContext, dataDir: string, port: number, timeoutMs = 3600_000, host = '127.0.0.1'): Promise<void> {
   const logFile = path.join(dataDir, 'log', 'startup.log');
   await pgStart(ctx.bins, ctx.user, dataDir, logFile, 3600);
   const secrets = requireSecrets(ctx);
@@ -88,7 +88,7 @@ export async function startRestored(ctx: ClusterContext, dataDir: string, port: 
       });
     }
     try {
-      const inRecovery = await withClient({ host: '127.0.0.1', port, user: ctx.cfg.superuser, password: secrets.superuserPassword }, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r, 3000);
+      const inRecovery = await withClient({ host, port, user: ctx.cfg.superuser, password: secrets.superuserPassword }, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r, 3000);
       if (!inRecovery) return;
     } catch {
       // still starting
@@ -99,7 +99,7 @@ export async function startRestored(ctx: ClusterContext, dataDir: string, port: 
 }
 
 /** How far the WAL archive reaches: the end of its newest segment, and when that was archived. */
-function archiveReach(repo: Repository): ArchiveReach {
+export function archiveReach(repo: Repository): ArchiveReach {
   const pos = archivePosition(repo);
   if (!pos) return { endLsn: null, endTime: null };
   return { endLsn: formatLsn(pos.lsn), endTime: repo.walEntries().get(pos.segment)?.archived_at ?? null };

@@ -51,3 +51,13 @@ export function isEmptyDir(dir: string): boolean {
     return true;
   }
 }
+
+/** A regular file this process may execute. */
+export function isExecutable(p: string): boolean {
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -80,6 +80,20 @@ test('verify --restore: every checksum, the chain, WAL continuity, and amcheck o
   assert.match(r.stdout, /amcheck found no corruption in \d+ indexes/);
 });
 
+test('restore --node rebuilds a replica from the repository; it catches up from the archive and streams', async () => {
+  await c.sql(PORT, 'INSERT INTO big SELECT g, md5(g::text), 1 FROM generate_series(300001, 300500) g');
+  const r = await c.run('restore', '--node', 'node2');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /node2 rebuilt from \S+ \+ .* and streams from node1/);
+  const st = await c.status();
+  assert.equal(c.node(st, 'node2').role, 'replica');
+  const want = await fingerprint(c.password(), PORT);
+  await c.until('node2 equals the primary', async () => JSON.stringify(await fingerprint(c.password(), PORT + 1)) === JSON.stringify(want));
+  const refused = await c.run('restore', '--node', 'node1');
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /node1 is the running primary; rebuilding it from the repository would discard its newer data/);
+});
+
 test('one flipped byte: verify fails naming the file, and restore refuses that backup', async () => {
   const backups = await list(c);
   const victim = backups[backups.length - 1]; // every file of the newest backup is read by a restore
