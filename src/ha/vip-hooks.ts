@@ -11,7 +11,7 @@ export async function moveVip(ctx: ClusterContext, primary: string | null): Prom
   const address = ctx.cfg.ha.vip;
   if (!address) return [];
   const out: string[] = [];
-  const netns = (name: string) => (ctx.cfg.ha.isolation === 'netns' ? `pgm-${ctx.cfg.cluster.slice(0, 6)}-${name}` : undefined);
+  const netns = (name: string) => ctx.lab?.hosts.find((h) => h.name === name)?.netns;
   for (const n of ctx.cfg.nodes) {
     if (n.name === primary || !n.vipInterface) continue;
     out.push(await removeVip({ address, iface: n.vipInterface, netns: netns(n.name) }).catch((err: Error) => `VIP: ${err.message}`));

@@ -1,5 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { TestCluster } from '../helpers/cluster.js';
 import { setHa, Writer } from '../helpers/ha.js';
 
@@ -49,4 +51,22 @@ test('not dead: a primary frozen for less than failover_timeout is not failed ov
   assert.equal(c.node(after, 'node1').pid, pid);
   assert.deepEqual(after.nodes.map((n) => n.role), ['primary', 'replica']);
   assert.doesNotMatch((await c.run('events')).stdout, /promoted|fenced/);
+});
+
+test('a daemon that restarts in the middle of a failover finishes it', async () => {
+  const st = await c.status();
+  process.kill(st.daemon.pid!, 'SIGKILL');
+  await c.until('daemon gone', async () => !(await c.status()).daemon.running, 10_000);
+  // what a daemon killed right after recording its decision leaves behind
+  const stateFile = path.join(c.dir, 'state', 'state.json');
+  const state = JSON.parse(fs.readFileSync(stateFile, 'utf8'));
+  fs.writeFileSync(stateFile, JSON.stringify({ ...state, pending: { kind: 'failover', from: 'node1', to: 'node2', reason: 'test: interrupted', at: new Date().toISOString() } }));
+  const r = await c.run('up');
+  assert.equal(r.code, 0, r.stderr);
+  await c.until('the failover finished', async () => (await c.status()).primary === 'node2', 30_000);
+  const after = await c.status();
+  assert.equal(c.node(after, 'node2').role, 'primary');
+  assert.equal(c.node(after, 'node1').role, 'fenced');
+  assert.equal(JSON.parse(fs.readFileSync(stateFile, 'utf8')).pending, null);
+  assert.match((await c.run('events')).stdout, /resumed after a daemon restart/);
 });
