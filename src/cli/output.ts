@@ -25,6 +25,12 @@ export function formatStatus(st: ClusterStatus): string {
     ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
     ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes behind the primary` : ''}`] : []),
     `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
-    `connect: PGPASSFILE=${st.passfile} psql "${primary?.dsn ?? st.nodes[0].dsn}"`,
+    `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,
   ].join('\n');
+}
+
+/** The endpoint's DSN when the daemon runs it, else the primary's own. */
+function connectDsn(st: ClusterStatus): string {
+  const direct = (st.nodes.find((n) => n.name === st.primary) ?? st.nodes[0]).dsn;
+  return st.endpoints.rw ? direct.replace(/@[^/]+\//, `@${st.endpoints.rw}/`) : direct;
 }
