@@ -15,13 +15,15 @@ import { netnsUnsupported } from '../../src/ha/netns.js';
  */
 const PORT = 24500;
 const ENDPOINT = PORT + 1000;
+const VIP = '10.213.254.100';
 let c: TestCluster;
 const skip = await netnsUnsupported();
 
 before(async () => {
   if (skip) return;
   c = await TestCluster.init('ha-iso', { portBase: PORT });
-  setHa(c, ['restart_first: false', 'failover_timeout: 3s', 'isolation: netns']);
+  setHa(c, ['restart_first: false', 'failover_timeout: 3s', 'isolation: netns', `vip: ${VIP}/32`]);
+  fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace(/(    data_dir: data\/node\d\n)/g, '$1    vip_interface: eth0\n'));
   const r = await c.run('up');
   assert.equal(r.code, 0, r.stderr);
   await c.sql(ENDPOINT, 'CREATE TABLE acked (id int primary key)');
@@ -35,6 +37,25 @@ test('isolated primary: a replica is promoted; the returning old primary is fenc
   const host = (n: string) => lab.hosts.find((h) => h.name === n)!;
   const st = await c.status();
   assert.equal(c.node(st, 'node1').host, host('node1').address, 'the nodes listen on their own lab addresses');
+
+  // the VIP: on exactly one host at any time (sampled every 100 ms)
+  const holders = async () => {
+    const out: string[] = [];
+    for (const h of lab.hosts) {
+      const r = execFileSync('ip', ['netns', 'exec', `${(h as unknown as { netns: string }).netns}`, 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']).toString();
+      if (r.includes(` ${VIP}/`)) out.push(h.name);
+    }
+    return out;
+  };
+  await c.until('the VIP on node1', async () => JSON.stringify(await holders()) === '["node1"]', 15_000);
+  let maxHolders = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      maxHolders = Math.max(maxHolders, (await holders()).length);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  })();
 
   // writes through the endpoint, each noting which server took it
   const landed: { at: number; addr: string }[] = [];
@@ -70,6 +91,10 @@ test('isolated primary: a replica is promoted; the returning old primary is fenc
   await new Promise((res) => setTimeout(res, 2000));
   stop = true;
   await writer;
+  sampling = false;
+  await sampler;
+  assert.equal(maxHolders, 1, 'the VIP was never on two hosts');
+  assert.deepEqual(await holders(), [(await c.status()).primary], 'the VIP is on the new primary');
 
   // one switch of primary, never back: no write through the endpoint reached node1 after the new primary's first
   const firstNew = landed.findIndex((w) => w.addr !== host('node1').address);
