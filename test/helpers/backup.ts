@@ -36,7 +36,7 @@ export async function restoreTo(c: TestCluster, port: number, ...target: string[
 }
 
 /** Stops a restored instance (immediate) and removes it. */
-export async function dropRestore(dir: string, pgCtl: string): Promise<void> {
+export async function dropRestore(dir: string): Promise<void> {
   const pidFile = path.join(dir, 'postmaster.pid');
   if (fs.existsSync(pidFile)) {
     const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
@@ -47,7 +47,6 @@ export async function dropRestore(dir: string, pgCtl: string): Promise<void> {
     }
     for (let i = 0; i < 100 && fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
   }
-  void pgCtl;
   fs.rmSync(dir, { recursive: true, force: true });
   fs.rmSync(`${dir}_tablespaces`, { recursive: true, force: true });
 }

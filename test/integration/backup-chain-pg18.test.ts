@@ -16,7 +16,7 @@ before(async () => {
   assert.equal(r.code, 0, r.stderr);
 });
 after(async () => {
-  for (const d of restores) await dropRestore(d, '');
+  for (const d of restores) await dropRestore(d);
   await c?.destroy();
 });
 

@@ -24,7 +24,7 @@ before(async () => {
   await c.sql(PORT, 'INSERT INTO other SELECT generate_series(1, 100)');
 });
 after(async () => {
-  for (const d of restores) await dropRestore(d, '');
+  for (const d of restores) await dropRestore(d);
   for (const m of mounts) {
     try {
       execFileSync('umount', ['-l', m]);

@@ -48,7 +48,7 @@ before(async () => {
   await c.sql(PORT, 'CREATE TABLE steps (n int primary key, at timestamptz)');
 });
 after(async () => {
-  for (const d of restores) await dropRestore(d, '');
+  for (const d of restores) await dropRestore(d);
   await c?.destroy();
 });
 
