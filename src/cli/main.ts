@@ -19,7 +19,7 @@ import { formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
 const program = new Command('pgmaestro')
-  .description('PostgreSQL cluster manager: one config, a primary and streaming replicas')
+  .description('PostgreSQL cluster manager: one config, streaming replicas, failover behind a stable endpoint, backups and point-in-time restore')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
