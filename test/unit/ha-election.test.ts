@@ -4,26 +4,12 @@ import { checkManualFailover, checkSwitchoverTarget, electCandidate } from '../.
 import { DEFAULT_HA_POLICY } from '../../src/ha/observations.js';
 import type { HaPolicy, NodeObservation } from '../../src/ha/observations.js';
 import { parseLsn } from '../../src/postgres/lsn.js';
+import { gone, primary, replica } from '../helpers/ha-observations.js';
 
 const MB = 1024 * 1024;
 const P: HaPolicy = DEFAULT_HA_POLICY;
 const sync = (quorum: number): HaPolicy => ({ ...P, synchronous: { quorum } });
 
-const primary = (over: Partial<NodeObservation> = {}): NodeObservation => ({
-  name: 'node1', sqlOk: true, probeMs: 3, hostReachable: true, postmasterAlive: true, inRecovery: false,
-  walLsn: parseLsn('0/3000060'), receiveLsn: null, replayLsn: null, upstreamStreaming: null, upstream: null,
-  lastMsgAgeMs: null, timeline: 1, nofailover: false, priority: 100, fenced: false, ...over,
-});
-const replica = (name: string, lsn: string, over: Partial<NodeObservation> = {}): NodeObservation => ({
-  name, sqlOk: true, probeMs: 2, hostReachable: true, postmasterAlive: true, inRecovery: true,
-  walLsn: null, receiveLsn: parseLsn(lsn), replayLsn: parseLsn(lsn), upstreamStreaming: true, upstream: 'node1',
-  lastMsgAgeMs: 100, timeline: 1, nofailover: false, priority: 100, fenced: false, ...over,
-});
-/** What a node looks like when its host cannot be reached at all. */
-const gone = (n: NodeObservation): NodeObservation => ({
-  ...n, sqlOk: false, probeMs: null, hostReachable: false, postmasterAlive: null, inRecovery: null,
-  walLsn: null, receiveLsn: null, replayLsn: null, upstreamStreaming: null, lastMsgAgeMs: null,
-});
 const deadPrimary = gone(primary());
 
 test('the most advanced received position wins, whatever the order of the observations', () => {

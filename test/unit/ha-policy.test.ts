@@ -5,29 +5,11 @@ import type { Decision } from '../../src/ha/policy.js';
 import { DEFAULT_HA_POLICY, EMPTY_MEMORY } from '../../src/ha/observations.js';
 import type { HaPolicy, Memory, NodeObservation, Snapshot } from '../../src/ha/observations.js';
 import { parseLsn } from '../../src/postgres/lsn.js';
+import { crashed, gone, late, primary, replica, stopped } from '../helpers/ha-observations.js';
 
 const P: HaPolicy = { ...DEFAULT_HA_POLICY, restartFirst: false };
 const T0 = 1_000_000;
 
-const primary = (over: Partial<NodeObservation> = {}): NodeObservation => ({
-  name: 'node1', sqlOk: true, probeMs: 3, hostReachable: true, postmasterAlive: true, inRecovery: false,
-  walLsn: parseLsn('0/3000060'), receiveLsn: null, replayLsn: null, upstreamStreaming: null, upstream: null,
-  lastMsgAgeMs: null, timeline: 1, nofailover: false, priority: 100, fenced: false, ...over,
-});
-const replica = (name: string, lsn: string, over: Partial<NodeObservation> = {}): NodeObservation => ({
-  name, sqlOk: true, probeMs: 2, hostReachable: true, postmasterAlive: true, inRecovery: true,
-  walLsn: null, receiveLsn: parseLsn(lsn), replayLsn: parseLsn(lsn), upstreamStreaming: true, upstream: 'node1',
-  lastMsgAgeMs: 100, timeline: 1, nofailover: false, priority: 100, fenced: false, ...over,
-});
-const silentSql = { sqlOk: false, probeMs: null, inRecovery: null, walLsn: null, receiveLsn: null, replayLsn: null, upstreamStreaming: null, lastMsgAgeMs: null } as const;
-/** SIGKILLed postmaster: the host answers, the pid is gone. */
-const crashed = (n: NodeObservation): NodeObservation => ({ ...n, ...silentSql, hostReachable: true, postmasterAlive: false });
-/** SIGSTOPped or hung: the host answers, the pid is alive, SQL does not answer. */
-const stopped = (n: NodeObservation): NodeObservation => ({ ...n, ...silentSql, hostReachable: true, postmasterAlive: true });
-/** Host unreachable (partition, switch down). */
-const gone = (n: NodeObservation): NodeObservation => ({ ...n, ...silentSql, hostReachable: false, postmasterAlive: null });
-/** The probe timed out but answered after `ms`. */
-const late = (n: NodeObservation, ms: number): NodeObservation => ({ ...n, sqlOk: false, probeMs: ms });
 /** A replica whose WAL receiver is not connected (its primary is gone). */
 const orphan = (r: NodeObservation): NodeObservation => ({ ...r, upstreamStreaming: false, lastMsgAgeMs: null });
 
