@@ -10,7 +10,7 @@ import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
 import { fsyncDir, writeFileAtomic } from '../util/fsx.js';
 import { cloneReplica } from './clone.js';
-import { writeNodeFiles } from './configure.js';
+import { writeNodeFiles, type NodeRole } from './configure.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from './context.js';
 import { inspectDataDir, writeMarker, type DataDirState } from './datadir.js';
 import { startNode } from './lifecycle.js';
@@ -117,7 +117,7 @@ export function moveIntoPlace(partial: string, dataDir: string): void {
   fsyncDir(path.dirname(dataDir));
 }
 
-async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: Parameters<typeof writeNodeFiles>[2], log: Log): Promise<void> {
+async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, log: Log): Promise<void> {
   const changed = writeNodeFiles(ctx, node, role);
   const running = postmasterRunning(node.dataDir);
   if (running && changed) {
