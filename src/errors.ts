@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'daemon.failed'
   | 'repository.write_failed'
   | 'repository.invalid'
+  | 'repository.unreachable'
+  | 'repository.missing'
   | 'backup.unknown'
   | 'backup.failed'
   | 'backup.unsupported'

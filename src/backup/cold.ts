@@ -9,6 +9,7 @@ import { postmasterRunning, readControlCheckpoint, readSystemIdentifier } from '
 import { formatLsn, parseLsn } from '../postgres/lsn.js';
 import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
+import { storedWriter } from './stored-file.js';
 import type { BackupInfo, StoredEntry } from './types.js';
 
 const SKIP = new Set(['postmaster.pid', 'postmaster.opts']);
@@ -26,9 +27,8 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
   }
   const wasRunning = postmasterRunning(node.dataDir);
   const systemId = readSystemIdentifier(node.dataDir)!;
-  repo.bindSystem(systemId);
-  const { id, dir } = repo.begin('cold');
-  repo.claim(dir);
+  await repo.bindSystem(systemId);
+  const { id, dir } = await repo.begin('cold');
   const startTime = new Date();
   const entries: StoredEntry[] = [];
   const progress = new Progress(`cold backup ${id} of ${node.name}`, process.stderr, opts.quiet);
@@ -38,7 +38,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
   //    there: its shutdown restartpoint may be older), then stop it cleanly
   const replayed = wasRunning ? await replayPosition(ctx, node) : null;
   await stopNode(ctx, node, 'fast');
-  let info: BackupInfo;
+  let info: BackupInfo | null = null;
   try {
     const control = readControlCheckpoint(node.dataDir);
     if (control.state !== 1 && control.state !== 2) {
@@ -62,14 +62,14 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
           entries.push({ kind: 'dir', path: logical });
           await copyTree(abs, logical);
         } else if (st.isFile()) {
-          const w = await repo.storage.writer(`${dir}/${logical}`, repo.compression, { deferSync: true });
+          const w = await storedWriter(repo.storage, repo.codecPool(), `${dir}/${logical}`, repo.codec, { deferSync: true });
           for await (const chunk of fs.createReadStream(abs, { highWaterMark: 1 << 20 })) {
             await w.write(chunk as Buffer);
             done += (chunk as Buffer).length;
             progress.update(done, null);
           }
           const r = await w.end();
-          entries.push({ kind: 'file', path: logical, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256 });
+          entries.push({ kind: 'file', path: logical, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256, crc32c: r.crc32c });
         }
       }
     };
@@ -77,9 +77,9 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
     await copyTree(node.dataDir, 'data');
     progress.finish(done);
     const files = entries.filter((e): e is Extract<StoredEntry, { kind: 'file' }> => e.kind === 'file');
-    info = {
+    const record = {
       id,
-      type: 'cold',
+      type: 'cold' as const,
       parent: null,
       node: node.name,
       start_time: startTime.toISOString(),
@@ -92,17 +92,18 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
       compression: repo.compression,
       pg_version: ctx.bins.version,
       system_identifier: systemId,
+      manifest_sha256: null,
     };
     await repo.storage.syncDeferred();
-    repo.complete(info, { version: 1, entries });
+    info = await repo.complete(record, { version: 2, entries });
   } catch (err) {
-    repo.storage.remove(dir);
+    await repo.storage.remove(dir).catch(() => undefined);
     throw err;
   } finally {
     // 3. start it again, whatever happened
     if (wasRunning) await startNode(ctx, node);
   }
-  return info;
+  return info!;
 }
 
 async function replayPosition(ctx: ClusterContext, node: NodeConfig): Promise<bigint | null> {

@@ -7,7 +7,8 @@ import { PgmError } from '../errors.js';
 import { quoteIdent, withClient } from '../postgres/sql.js';
 import { findClientTool } from '../postgres/tools.js';
 import type { Repository } from './repository.js';
-import { verifiedReader } from '../restore/repo-member.js';
+import type { Codec } from './codec.js';
+import { storedWriter, verifiedReader } from './stored-file.js';
 import type { BackupInfo, StoredEntry } from './types.js';
 
 export type LogicalFormat = 'plain' | 'custom' | 'directory';
@@ -37,8 +38,7 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
   });
   const tool = await findClientTool(opts.all ? 'pg_dumpall' : 'pg_dump', major, ctx.bins);
 
-  const { id, dir } = repo.begin('logical');
-  repo.claim(dir);
+  const { id, dir } = await repo.begin('logical');
   const startTime = new Date();
   const entries: StoredEntry[] = [];
   const conn = ['-h', node.admin, '-p', String(node.port), '-U', ctx.cfg.superuser, '--no-password'];
@@ -47,13 +47,14 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
     if (opts.all) {
       await dumpToRepo(repo, dir, 'dumpall.sql', tool.path, [...conn, '-l', 'postgres'], env, entries);
     } else if (opts.format === 'directory') {
-      const scratch = path.join(repo.root, dir, 'dump.dir');
+      const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaestro-dump-'));
+      fs.rmdirSync(scratch); // pg_dump -Fd creates the directory itself
       await runTool(tool.path, [...conn, '-Fd', '-f', scratch, ...tableArgs(opts.tables), opts.db!], env);
       for (const f of fs.readdirSync(scratch).sort()) {
-        const w = await repo.storage.writer(`${dir}/dump/${f}`, 'none');
+        const w = await storedWriter(repo.storage, repo.codecPool(), `${dir}/dump/${f}`, NONE);
         for await (const chunk of fs.createReadStream(path.join(scratch, f))) await w.write(chunk as Buffer);
         const r = await w.end();
-        entries.push({ kind: 'file', path: `dump/${f}`, size: r.size, stored: `dump/${f}`, stored_size: r.storedSize, sha256: r.sha256 });
+        entries.push({ kind: 'file', path: `dump/${f}`, size: r.size, stored: `dump/${f}`, stored_size: r.storedSize, sha256: r.sha256, crc32c: null });
       }
       fs.rmSync(scratch, { recursive: true, force: true });
     } else {
@@ -61,13 +62,13 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
       await dumpToRepo(repo, dir, opts.format === 'plain' ? 'dump.sql' : 'dump.custom', tool.path, [...conn, `-F${fmt}`, ...tableArgs(opts.tables), opts.db!], env, entries);
     }
   } catch (err) {
-    repo.storage.remove(dir);
+    await repo.storage.remove(dir).catch(() => undefined);
     throw err;
   }
   const files = entries.filter((e): e is Extract<StoredEntry, { kind: 'file' }> => e.kind === 'file');
-  const info: BackupInfo = {
+  const record = {
     id,
-    type: 'logical',
+    type: 'logical' as const,
     parent: null,
     node: node.name,
     start_time: startTime.toISOString(),
@@ -80,10 +81,10 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
     compression: opts.format === 'plain' || opts.all ? repo.compression : 'none',
     pg_version: version,
     system_identifier: null,
-    logical: { databases: opts.db ? [opts.db] : [], tables: [...opts.tables], format: opts.all ? 'dumpall' : opts.format, tool: tool.path },
+    logical: { databases: opts.db ? [opts.db] : [], tables: [...opts.tables], format: opts.all ? ('dumpall' as const) : opts.format, tool: tool.path },
+    manifest_sha256: null,
   };
-  repo.complete(info, { version: 1, entries });
-  return info;
+  return repo.complete(record, { version: 2, entries });
 }
 
 /**
@@ -91,7 +92,7 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
  * missing) with psql (plain, dumpall) or pg_restore (custom, directory).
  */
 export async function logicalRestore(ctx: ClusterContext, repo: Repository, id: string, db: string): Promise<string> {
-  const b = repo.get(id);
+  const b = await repo.get(id);
   if (b.type !== 'logical' || !b.logical) {
     throw new PgmError('backup.unsupported', `backup ${id} is a ${b.type} backup, not a logical one.`, { hint: 'restore physical backups with restore --target-dir DIR --port P.' });
   }
@@ -108,12 +109,12 @@ export async function logicalRestore(ctx: ClusterContext, repo: Repository, id: 
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaestro-logical-'));
   try {
     // Materialise the dump with checksums verified, then hand it to the tool.
-    for (const e of repo.files(id).entries) {
+    for (const e of (await repo.files(b)).entries) {
       if (e.kind !== 'file') continue;
       const dest = path.join(scratch, e.path);
       fs.mkdirSync(path.dirname(dest), { recursive: true });
       const out = fs.createWriteStream(dest);
-      for await (const chunk of verifiedReader(repo, id, e)) if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+      for await (const chunk of verifiedReader(repo.storage, `backups/${id}/${e.stored}`, e, `backup ${id}`)) if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
       await new Promise<void>((r, j) => out.end((err?: Error | null) => (err ? j(err) : r())));
     }
     const fmt = b.logical.format;
@@ -130,12 +131,14 @@ export async function logicalRestore(ctx: ClusterContext, repo: Repository, id: 
   return `restored logical backup ${id} (${b.logical.format}) into database ${db} on ${node.name}`;
 }
 
+const NONE: Codec = { kind: 'none', level: 0 };
+
 function tableArgs(tables: readonly string[]): string[] {
   return tables.flatMap((t) => ['-t', t]);
 }
 
 async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, entries: StoredEntry[]): Promise<void> {
-  const w = await repo.storage.writer(`${dir}/${name}`, name.endsWith('.sql') ? repo.compression : 'none');
+  const w = await storedWriter(repo.storage, repo.codecPool(), `${dir}/${name}`, name.endsWith('.sql') ? repo.codec : NONE);
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -152,7 +155,7 @@ async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: stri
     throw toolFailed(cmd, stderr);
   }
   const r = await w.end();
-  entries.push({ kind: 'file', path: name, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256 });
+  entries.push({ kind: 'file', path: name, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256, crc32c: null });
 }
 
 function runTool(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {

@@ -9,7 +9,10 @@ import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
 import { chooseSource, type BackupSource } from './source.js';
 import { tarStoreSink } from './tar-store.js';
-import type { BackupInfo, StoredEntry } from './types.js';
+import type { BackupInfo, FileList, StoredEntry } from './types.js';
+import { sha256 } from './catalog.js';
+import { checkManifest } from './manifest-check.js';
+import { FileEnds } from './tar-store.js';
 
 export interface HotBackupOptions {
   readonly type: 'full' | 'incr';
@@ -35,9 +38,9 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
   if (opts.type === 'incr') checkIncrementalSupport(source);
   if (!source.isPrimary) await freshRestartpoint(ctx, secrets, source);
 
-  // 2. start the backup in a partial folder
-  const { id, dir } = repo.begin(opts.type);
-  repo.claim(dir);
+  // 2. start the backup in its folder (it counts only once its marker is written)
+  const { id, dir } = await repo.begin(opts.type);
+  const ending = new FileEnds();
   const startTime = new Date();
   const entries: StoredEntry[] = [];
   const progress = new Progress(`backup ${id} from ${source.node.name}`, process.stderr, opts.quiet);
@@ -56,13 +59,13 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
   let result: Awaited<ReturnType<typeof baseBackup>>;
   let systemId: string;
   let parent: BackupInfo | null = null;
+  let manifest: Buffer | null = null;
   try {
     const system = await conn.identifySystem();
     systemId = system.systemId;
-    repo.bindSystem(systemId);
-    parent = opts.type === 'incr' ? chooseParent(repo, system.timeline, opts.parent) : null;
-    if (parent) await uploadManifest(conn, repo.storage.read(`backups/${parent.id}/backup_manifest`));
-    let manifestWriter: Awaited<ReturnType<typeof repo.storage.writer>> | null = null;
+    await repo.bindSystem(systemId);
+    parent = opts.type === 'incr' ? await chooseParent(repo, system.timeline, opts.parent) : null;
+    if (parent) await uploadManifest(conn, await readManifest(repo, parent));
     result = await baseBackup(
       conn,
       { label: `pgmaestro ${opts.type} ${id}`, checkpoint: 'fast', wal: true, progress: true, manifest: true, manifestChecksums: 'CRC32C', incremental: parent !== null },
@@ -78,27 +81,43 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
           return tarStoreSink(repo, dir, prefix, entries, (n) => {
             done += n;
             progress.update(done, total);
-          });
+          }, ending);
         },
         async manifest() {
-          manifestWriter = await repo.storage.writer(`${dir}/backup_manifest`, 'none');
-          const w = manifestWriter;
-          return { write: (c) => w.write(c), end: async () => void (await w.end()), abort: () => void w.abort() };
+          const parts: Buffer[] = [];
+          return {
+            write: async (c) => void parts.push(Buffer.from(c)),
+            end: async () => {
+              manifest = Buffer.concat(parts);
+              await repo.storage.put(`${dir}/backup_manifest`, manifest);
+            },
+            abort: () => undefined,
+          };
         },
       },
     );
+    await ending.done();
   } catch (err) {
     conn.destroy();
-    repo.storage.remove(dir);
+    await ending.done().catch(() => undefined);
+    await repo.storage.remove(dir).catch(() => undefined);
     if (err instanceof PgmError) throw err;
     throw new PgmError('backup.failed', `the ${opts.type} backup from ${source.node.name} failed: ${(err as Error).message}.`, { hint: 'fix the cause and run it again; nothing incomplete was kept.', cause: err });
   }
   await conn.close().catch(() => undefined);
   progress.finish(done);
 
-  // 4. complete: the file list, then the marker
+  // 4. complete: the catalog checked against PostgreSQL's manifest, then the file list, then the marker
   const files = entries.filter((e) => e.kind === 'file');
-  const info: BackupInfo = {
+  const catalog: FileList = { version: 2, entries };
+  try {
+    if (!manifest) throw new PgmError('backup.failed', `${source.node.name} sent no backup_manifest.`, { hint: 'take the backup from a PostgreSQL 15+ server.' });
+    checkManifest(id, manifest, catalog);
+  } catch (err) {
+    await repo.storage.remove(dir).catch(() => undefined);
+    throw err;
+  }
+  const info = {
     id,
     type: opts.type,
     parent: parent?.id ?? null,
@@ -113,10 +132,10 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
     compression: repo.compression,
     pg_version: source.version,
     system_identifier: systemId,
+    manifest_sha256: sha256(manifest),
   };
   await repo.storage.syncDeferred(); // every file durable before the marker says the backup exists
-  repo.complete(info, { version: 1, entries });
-  return info;
+  return repo.complete(info, catalog);
 }
 
 /**
@@ -159,18 +178,30 @@ function checkIncrementalSupport(source: BackupSource): void {
 }
 
 /** The parent of an incremental: `--parent`, else the newest hot backup of the source's timeline. */
-function chooseParent(repo: Repository, timeline: number, wanted: string | undefined): BackupInfo {
+async function chooseParent(repo: Repository, timeline: number, wanted: string | undefined): Promise<BackupInfo> {
   if (wanted) {
-    const p = repo.get(wanted);
+    const p = await repo.get(wanted);
     if (p.type !== 'full' && p.type !== 'incr') {
       throw new PgmError('backup.unsupported', `backup ${wanted} is a ${p.type} backup; an incremental needs a hot full or incremental parent.`, { hint: 'pass --parent with a full or incr backup id.' });
     }
     return p;
   }
-  const hot = repo.list().filter((b) => (b.type === 'full' || b.type === 'incr') && b.timeline === timeline);
+  const hot = (await repo.list()).filter((b) => (b.type === 'full' || b.type === 'incr') && b.timeline === timeline);
   const p = hot[hot.length - 1];
   if (!p) {
     throw new PgmError('backup.unsupported', `there is no full backup on timeline ${timeline} for an incremental to build on.`, { hint: 'take one first with pgmaestro backup full.' });
   }
   return p;
+}
+
+/** A backup's backup_manifest, checked against the checksum its marker records. */
+export async function readManifest(repo: Repository, b: BackupInfo): Promise<Buffer> {
+  const m = await repo.storage.read(`backups/${b.id}/backup_manifest`);
+  if (b.manifest_sha256 === null || sha256(m) !== b.manifest_sha256) {
+    throw new PgmError('backup.corrupt', `backup ${b.id} is damaged: backups/${b.id}/backup_manifest does not match the checksum recorded in backup.json.`, {
+      hint: `run pgmaestro backup verify ${b.id}; take a new full backup.`,
+      data: { backup: b.id, file: `backups/${b.id}/backup_manifest` },
+    });
+  }
+  return m;
 }

@@ -40,23 +40,35 @@ export class BackupScheduler {
     let done!: () => void;
     this.running = new Promise((r) => (done = r));
     try {
-      const repo = Repository.open(this.ctx);
       let kind = type;
-      if (kind === 'incr' && !repo.list().some((b) => b.type === 'full')) kind = 'full';
+      let repo: Repository | null = null;
       try {
+        repo = await Repository.open(this.ctx);
+        if (kind === 'incr' && !(await repo.list()).some((b) => b.type === 'full')) kind = 'full';
         const b = await hotBackup(this.ctx, repo, { type: kind, quiet: true });
-        const e = expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false });
+        const e = await expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false });
         return this.say(
           `scheduled ${b.type} backup ${b.id} from ${b.node}: ${formatBytes(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
         );
       } catch (err) {
         if (err instanceof PgmError && err.code === 'backup.unsupported' && kind === 'incr') return this.say(`skipped the scheduled incremental backup: ${err.message}`);
-        return this.say(`scheduled ${kind} backup failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+        const why = err instanceof PgmError ? err.render() : (err as Error).message;
+        await repo?.storage.put(`failures/${new Date().toISOString().replace(/[-:.]/g, '')}.json`, JSON.stringify({ at: new Date().toISOString(), type: kind, reason: why }) + '\n').catch(() => undefined);
+        return this.say(`scheduled ${kind} backup failed: ${why}`);
+      } finally {
+        await repo?.close();
       }
     } finally {
       this.running = null;
       done();
     }
+  }
+
+  /** A full backup as soon as the one running (if any) ends: only a new full backup heals a WAL gap. */
+  async fullNow(why: string): Promise<string> {
+    while (this.running) await this.running;
+    this.say(`starting a full backup now: ${why}`);
+    return this.run('full');
   }
 
   private say(line: string): string {

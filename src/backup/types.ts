@@ -1,12 +1,13 @@
+import type { CompressionKind } from './codec.js';
+
 /**
  * The repository's records. A backup exists only once its `backup.json`
- * (a BackupInfo) is written, atomically and last: an interrupted backup
- * leaves only a `<id>.partial` folder, which never counts and is removed by
- * the next backup or expire.
+ * (a BackupInfo) is written, last: an interrupted backup leaves a folder
+ * without one, which never counts and is removed by the next backup or expire.
  */
 
 export type BackupType = 'full' | 'incr' | 'cold' | 'logical';
-export type Compression = 'none' | 'gzip';
+export type Compression = CompressionKind;
 
 export interface BackupInfo {
   readonly id: string;
@@ -29,11 +30,26 @@ export interface BackupInfo {
   readonly system_identifier: string | null;
   /** Logical backups: what was dumped and how. */
   readonly logical?: { readonly databases: readonly string[]; readonly tables: readonly string[]; readonly format: 'plain' | 'custom' | 'directory' | 'dumpall'; readonly tool: string };
+  /** SHA-256 of the backup's files.json as stored. */
+  readonly catalog_sha256: string;
+  /** SHA-256 of the backup's backup_manifest as stored (hot physical backups), else null. */
+  readonly manifest_sha256: string | null;
+  /** SHA-256 of this record's canonical JSON without this field: a flipped byte in backup.json is noticed. */
+  readonly checksum: string;
 }
 
 /** One entry of a backup's `files.json`: what was stored and how to check it. */
 export type StoredEntry =
-  | { readonly kind: 'file'; readonly path: string; readonly size: number; readonly stored: string; readonly stored_size: number; readonly sha256: string }
+  | {
+      readonly kind: 'file';
+      readonly path: string;
+      readonly size: number;
+      readonly stored: string;
+      readonly stored_size: number;
+      readonly sha256: string;
+      /** CRC-32C of the original bytes, as PostgreSQL's manifest writes it; null where no manifest describes the file. */
+      readonly crc32c: string | null;
+    }
   | { readonly kind: 'dir'; readonly path: string }
   | { readonly kind: 'link'; readonly path: string; readonly target: string };
 
@@ -44,7 +60,7 @@ export type StoredEntry =
  * decompression to detect a flipped byte.
  */
 export interface FileList {
-  readonly version: 1;
+  readonly version: 2;
   readonly entries: readonly StoredEntry[];
 }
 

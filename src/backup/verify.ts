@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { ClusterContext } from '../cluster/context.js';
 import { requireSecrets } from '../cluster/context.js';
 import { portFree } from '../cluster/ports.js';
+import { PgmError } from '../errors.js';
 import { pgStop } from '../postgres/control.js';
 import { parseLsn } from '../postgres/lsn.js';
 import { withClient, quoteIdent } from '../postgres/sql.js';
@@ -11,9 +12,14 @@ import { checkChainLabels } from '../restore/combine.js';
 import { chainOf } from '../restore/plan.js';
 import { repoMember } from '../restore/repo-member.js';
 import { restore } from '../restore/restore.js';
+import { checkManifest } from './manifest-check.js';
+import { readManifest } from './physical.js';
 import type { Repository } from './repository.js';
+import { eachLimited } from './storage.js';
+import { storedChecksum } from './stored-file.js';
 import type { BackupInfo } from './types.js';
 import { archiveGaps } from './wal-archive.js';
+import { readGaps } from './wal-gaps.js';
 
 export interface VerifyReport {
   readonly backups: number;
@@ -25,40 +31,49 @@ export interface VerifyReport {
 }
 
 /**
- * `backup verify [ID] [--restore]`: re-reads every stored file of the chosen
- * backups (with their ancestors) and every archived WAL file against its
- * SHA-256; checks each incremental's label against its parent; checks that
- * the WAL archive is continuous from the oldest backup's start to its newest
- * segment; with --restore, restores the newest into a scratch instance and
- * runs amcheck on every database.
+ * `backup verify [ID] [--restore]`: every record of the chosen backups (with
+ * their ancestors) is checked — the marker against its own checksum, the
+ * catalog against the checksum in the marker (and parsed strictly), the
+ * catalog against PostgreSQL's backup_manifest — then every stored file
+ * against its SHA-256, each incremental's label against its parent, every
+ * archived WAL file, and the archive's continuity from the oldest backup's
+ * start; with --restore, the newest backup is restored into a scratch
+ * instance and amcheck runs on every database. Each problem names the file.
  */
 export async function verify(ctx: ClusterContext, repo: Repository, opts: { id?: string; restore: boolean }): Promise<VerifyReport> {
-  const all = repo.list();
-  const chosen: BackupInfo[] = opts.id ? chainOf(all, repo.get(opts.id)) : all;
   const problems: string[] = [];
   const lines: string[] = [];
+  const { backups: all, damaged } = await repo.scan();
+  for (const d of damaged) if (!opts.id || d.id === opts.id) problems.push(d.problem.message.replace(/\.$/, ''));
+  if (opts.id && damaged.some((d) => d.id === opts.id)) return { backups: 1, files: 0, bytes: 0, wal_segments: 0, problems, lines };
+  const chosen: BackupInfo[] = opts.id ? chainOf(all, await repo.get(opts.id)) : all;
   let files = 0;
   let bytes = 0;
 
-  // 1. every stored file against its checksum
+  // 1. each backup's catalog, its manifest, and every stored file against its checksum
   for (const b of chosen) {
     let bad = 0;
-    for (const e of repo.files(b.id).entries) {
-      if (e.kind !== 'file') continue;
-      files++;
-      const rel = `backups/${b.id}/${e.stored}`;
-      let got: { sha256: string; size: number } | null = null;
-      try {
-        got = await repo.storage.checksum(rel);
-      } catch {
-        got = null;
-      }
-      bytes += got?.size ?? 0;
-      if (!got || got.sha256 !== e.sha256 || got.size !== e.stored_size) {
-        bad++;
-        problems.push(`backup ${b.id}: ${e.stored} ${got ? 'does not match its checksum' : 'is missing'}`);
-      }
+    const note = (err: unknown) => {
+      bad++;
+      problems.push((err as Error).message.replace(/\.$/, ''));
+    };
+    let list;
+    try {
+      list = await repo.files(b);
+      if (b.type === 'full' || b.type === 'incr') checkManifest(b.id, await readManifest(repo, b), list);
+    } catch (err) {
+      note(err);
+      lines.push(`${b.id} (${b.type}): damaged`);
+      continue;
     }
+    const stored = list.entries.filter((e) => e.kind === 'file');
+    await eachLimited(stored, 8, async (e) => {
+      if (e.kind !== 'file') return;
+      files++;
+      const got = await storedChecksum(repo.storage, `backups/${b.id}/${e.stored}`).catch(() => null);
+      bytes += got?.size ?? 0;
+      if (!got || got.sha256 !== e.sha256 || got.size !== e.stored_size) note(new Error(`backup ${b.id} is damaged: ${e.stored} ${got ? 'does not match its checksum' : 'is missing'}`));
+    });
     lines.push(`${b.id} (${b.type}): ${bad === 0 ? 'every file matches its checksum' : `${bad} damaged file(s)`}`);
   }
 
@@ -66,23 +81,25 @@ export async function verify(ctx: ClusterContext, repo: Repository, opts: { id?:
   for (const b of chosen.filter((x) => x.type === 'incr')) {
     try {
       const chain = chainOf(all, b);
-      await checkChainLabels(chain.map((m) => repoMember(repo, m)));
+      await checkChainLabels(await Promise.all(chain.map((m) => repoMember(repo, m))));
     } catch (err) {
-      problems.push(`backup ${b.id}: ${(err as Error).message.replace(/\.$/, '')}`);
+      if (!(err instanceof PgmError)) throw err;
+      if (!problems.some((p) => p.startsWith(`backup ${b.id}`))) problems.push(`backup ${b.id}: ${err.message.replace(/\.$/, '')}`);
     }
   }
 
-  // 3. WAL: checksums and continuity from the oldest backup's start
-  const wal = [...repo.walEntries().values()];
-  for (const e of wal) {
-    const got = await repo.storage.checksum(`wal/${e.stored}`).catch(() => null);
+  // 3. WAL: checksums, continuity from the oldest backup's start, recorded gaps
+  const wal = [...(await repo.walEntries()).values()];
+  await eachLimited(wal, 8, async (e) => {
+    const got = await storedChecksum(repo.storage, `wal/${e.stored}`).catch(() => null);
     if (!got || got.sha256 !== e.sha256) problems.push(`WAL ${e.name}: ${got ? 'does not match its checksum' : 'is missing'}`);
-  }
+  });
   const physical = all.filter((b) => b.start_lsn !== null && b.timeline !== null);
   const oldest = physical.sort((a, b) => (parseLsn(a.start_lsn!) < parseLsn(b.start_lsn!) ? -1 : 1))[0];
   if (oldest && ctx.cfg.backup.walArchive) {
-    const gaps = archiveGaps(repo, { lsn: parseLsn(oldest.start_lsn!), timeline: oldest.timeline! }).missing;
-    if (gaps.length > 0) problems.push(`the WAL archive misses ${gaps.length} segment(s) after ${oldest.start_lsn}: ${gaps.slice(0, 3).join(', ')}${gaps.length > 3 ? ', …' : ''}`);
+    const gaps = (await archiveGaps(repo, { lsn: parseLsn(oldest.start_lsn!), timeline: oldest.timeline! })).missing;
+    const recorded = await readGaps(repo);
+    if (gaps.length > 0) problems.push(`the WAL archive misses ${gaps.length} segment(s) after ${oldest.start_lsn}: ${gaps.slice(0, 3).join(', ')}${gaps.length > 3 ? ', …' : ''}${recorded.length > 0 ? ` (${recorded[0].reason})` : ''}`);
     lines.push(`WAL: ${wal.length} archived file(s), ${gaps.length === 0 ? 'continuous' : `${gaps.length} missing`} from ${oldest.start_lsn}`);
   }
 
@@ -117,5 +134,7 @@ async function restoreAndCheck(ctx: ClusterContext, repo: Repository): Promise<s
   } finally {
     await pgStop(ctx.bins, ctx.user, target, 'immediate').catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(`${target}_tablespaces`, { recursive: true, force: true });
+    fs.rmSync(`${target}_wal`, { recursive: true, force: true });
   }
 }

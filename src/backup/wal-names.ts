@@ -150,3 +150,7 @@ function segmentsPerId(segmentSize: number): bigint {
 function hex8(n: number | bigint): string {
   return n.toString(16).toUpperCase().padStart(8, '0');
 }
+
+export function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}

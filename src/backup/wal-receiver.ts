@@ -1,11 +1,17 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { writeFileAtomic } from '../util/fsx.js';
 import { PgmError } from '../errors.js';
 import { formatLsn, parseLsn, walFileName } from '../postgres/lsn.js';
 import type { Lsn } from '../postgres/lsn.js';
 import { ReplicationConnection } from '../protocol/connection.js';
 import type { TimelineEnd, WalStream } from '../protocol/wal-stream.js';
 import { Repository } from './repository.js';
-import { openSegment, removeWalLeftovers, storeSegment, type SegmentSink } from './wal-archive.js';
+import { readRecord, removeWalLeftovers, storeSegment } from './wal-archive.js';
+import { recordGap, type WalGap } from './wal-gaps.js';
+import { OpenSegmentWriter, dropOpen } from './wal-open.js';
+import { SpoolSegment } from './wal-spool.js';
 import { resumePoint, type WalPoint } from './wal-continuity.js';
 import { formatBytes } from '../util/format.js';
 import { floorToSegment, historyName, parseSizeSetting, timelineSpans, type TimelineSpan } from './wal-names.js';
@@ -20,6 +26,27 @@ export interface WalArchiverOptions {
   readonly retryMs?: { readonly first: number; readonly max: number };
   /** A standby status update is sent at least this often while streaming. Default 10 s. */
   readonly statusIntervalMs?: number;
+  /** The segment in progress is flushed to the repository this often (default backup.wal_flush_interval). */
+  readonly flushIntervalMs?: number;
+  /** Called once a WAL gap is recorded (the primary removed WAL before it was archived). */
+  readonly onGap?: (gap: WalGap) => void;
+}
+
+/** What the archiver last knew, written to state/archiver.json every flush interval (status reads it). */
+export interface ArchiverState {
+  readonly node: string;
+  readonly timeline: number;
+  /** Everything before this LSN is durable in the repository (complete segments and the open one). */
+  readonly archived_lsn: string;
+  /** The server's end of WAL as last reported to the archiver. */
+  readonly server_lsn: string;
+  /** The last moment the archive held all the WAL the server had reported. */
+  readonly caught_up_at: string;
+  readonly updated_at: string;
+}
+
+export function archiverStateFile(ctx: ClusterContext): string {
+  return path.join(ctx.paths.stateDir, 'archiver.json');
 }
 
 /**
@@ -60,8 +87,10 @@ export class WalArchiver {
   /** WAL arrived since the last failure: the backoff starts over. */
   private flowing = false;
   private readonly log: (sentence: string) => void;
+  private readonly onGap: (gap: WalGap) => void;
   private readonly retry: { first: number; max: number };
   private readonly statusIntervalMs: number;
+  private readonly flushIntervalMs: number;
 
   constructor(
     private readonly ctx: ClusterContext,
@@ -71,6 +100,8 @@ export class WalArchiver {
     this.log = opts.log ?? (() => undefined);
     this.retry = { first: opts.retryMs?.first ?? 1000, max: opts.retryMs?.max ?? 15_000 };
     this.statusIntervalMs = opts.statusIntervalMs ?? 10_000;
+    this.flushIntervalMs = opts.flushIntervalMs ?? ctx.cfg.backup.walFlushIntervalMs;
+    this.onGap = opts.onGap ?? (() => undefined);
   }
 
   /** Starts archiving in the background; it runs until stop(), retrying on every failure. */
@@ -119,7 +150,7 @@ export class WalArchiver {
   /** One connection to the primary: returns when stopped, throws when anything fails. */
   private async session(): Promise<void> {
     // 1. find the primary and connect to it as the replication user
-    const repo = (this.repo ??= Repository.open(this.ctx));
+    const repo = (this.repo ??= await Repository.open(this.ctx));
     const nodeName = currentPrimaryName(this.ctx);
     const node = findNode(this.ctx.cfg, nodeName);
     const conn = await ReplicationConnection.connect({
@@ -135,19 +166,26 @@ export class WalArchiver {
       if (this.stopping) return;
       // 2. the database system and its segment size
       const ident = await conn.identifySystem();
-      repo.bindSystem(ident.systemId);
+      await repo.bindSystem(ident.systemId);
       const [show] = await conn.query('SHOW wal_segment_size');
       const segmentSize = parseSizeSetting(show?.rows[0]?.[0] ?? '');
       // 3. our slot, and the server's timeline history (its history files archived)
       const restartLsn = await this.ensureSlot(conn, nodeName);
       const spans = await this.archiveHistories(conn, repo, ident.timeline);
       // 4. where to start: right after the archive, else at the slot
-      const leftovers = removeWalLeftovers(repo);
+      const leftovers = await removeWalLeftovers(repo);
       if (leftovers.length > 0) this.log(`removed ${leftovers.length} leftover file(s) of interrupted archiving: ${leftovers.slice(0, 3).join(', ')}${leftovers.length > 3 ? ', …' : ''}.`);
-      const names = [...repo.walEntries().keys()];
+      const names = [...(await repo.walEntries()).keys()];
       const start = resumePoint(names, segmentSize, spans, restartLsn, this.startFromSlot);
       this.startFromSlot = false;
       if (!start) throw new PgmError('backup.failed', `the slot ${ARCHIVER_SLOT} on ${nodeName} keeps no WAL and the archive has none on its timeline history.`, { hint: 'drop the slot so that the archiver re-creates it.' });
+      // a start past the end of the archive is a gap: the server no longer has the WAL in between
+      const end = resumePoint(names, segmentSize, spans, null, false);
+      if (end && start.lsn > end.lsn) {
+        const gap = await recordGap(repo, { from_lsn: formatLsn(end.lsn), to_lsn: formatLsn(start.lsn), timeline: end.timeline, detected_at: new Date().toISOString(), node: nodeName, reason: `${nodeName} removed WAL from ${formatLsn(end.lsn)} to ${formatLsn(start.lsn)} before it was archived (the archiver's slot was lost or re-created)` });
+        this.log(`WAL gap: ${gap.reason}; the recovery window cannot be restored across it until a new full backup.`);
+        this.onGap(gap);
+      }
       this.log(`archiving WAL from ${nodeName} (${conn.address}) on timeline ${start.timeline} from ${formatLsn(start.lsn)}, ${start.reason}.`);
       // 5. stream, timeline after timeline
       let at: WalPoint = start;
@@ -187,16 +225,37 @@ export class WalArchiver {
     let pos = at.lsn;
     // What the slot may release. Zero (ignored by the server) until this stream archived a segment.
     let flushed: Lsn = 0n;
+    let serverEnd: Lsn = at.lsn;
+    let caughtUpAt = new Date().toISOString();
     let lastStatus = Date.now();
-    let sink: SegmentSink | null = null;
+    let sink: { spool: SpoolSegment; open: OpenSegmentWriter; start: Lsn } | null = null;
+    let flushing: Promise<void> = Promise.resolve();
+    let flushError: unknown = null;
     const status = async (): Promise<void> => {
       if (this.stopping) return;
       await stream.sendStandbyStatus(pos, flushed, 0n);
       lastStatus = Date.now();
     };
+    /** The segment in progress to the repository: the bytes since the last flush, then the local state file. */
+    const flushOpen = (): Promise<void> =>
+      (flushing = flushing.then(async () => {
+        const s = sink;
+        try {
+          if (s && s.spool.size > s.open.flushed) await s.open.append(s.spool.read(s.open.flushed, s.spool.size));
+        } catch (err) {
+          flushError ??= err;
+          return;
+        }
+        const durable = s ? s.start + BigInt(s.open.flushed) : pos;
+        if (durable >= serverEnd) caughtUpAt = new Date().toISOString();
+        this.writeState({ node: nodeName, timeline: at.timeline, archived_lsn: formatLsn(durable), server_lsn: formatLsn(serverEnd > durable ? serverEnd : durable), caught_up_at: caughtUpAt, updated_at: new Date().toISOString() });
+      }));
+    const ticker = setInterval(() => void flushOpen(), this.flushIntervalMs);
     try {
       for await (const m of stream) {
         if (this.stopping) break;
+        if (flushError) throw flushError;
+        if (m.end > serverEnd) serverEnd = m.end;
         if (m.kind === 'keepalive') {
           if (!m.replyRequested) continue;
           // The server wants an answer, e.g. its shutdown waits until every standby confirmed all WAL.
@@ -212,15 +271,24 @@ export class WalArchiver {
         this.flowing = true;
         let data = m.data;
         while (data.length > 0) {
-          const segEnd = floorToSegment(pos, segmentSize) + seg;
+          const segStart = floorToSegment(pos, segmentSize);
+          const segEnd = segStart + seg;
           const n = Math.min(data.length, Number(segEnd - pos));
-          sink ??= await openSegment(repo, walFileName(at.timeline, pos, segmentSize));
-          await sink.write(data.subarray(0, n));
+          if (!sink) {
+            const name = walFileName(at.timeline, pos, segmentSize);
+            await this.refuseEndedTimeline(repo, name);
+            sink = { spool: SpoolSegment.create(this.spoolDir(), name), open: new OpenSegmentWriter(repo, name, at.timeline, segmentSize), start: segStart };
+          }
+          sink.spool.write(data.subarray(0, n));
           data = data.subarray(n);
           pos += BigInt(n);
           if (pos === segEnd) {
-            const out = await sink.finish('segment');
+            const done = sink;
+            await flushing;
             sink = null;
+            const out = await storeSegment(repo, done.spool.name, () => done.spool.chunks());
+            await dropOpen(repo, done.spool.name);
+            done.spool.remove();
             flushed = pos;
             this.log(out.created ? `archived ${out.entry.name} (${formatBytes(out.entry.size)}) at ${formatLsn(pos)}.` : `${out.entry.name} was already archived with the same content.`);
             await status();
@@ -228,22 +296,51 @@ export class WalArchiver {
         }
         if (Date.now() - lastStatus >= this.statusIntervalMs) await status();
       }
+      await flushOpen();
       const end = stream.timelineEnd;
       if (this.stopping || !end) {
-        if (sink) this.log(`stopped at ${formatLsn(pos)}; ${sink.name} (${formatBytes(sink.size)} so far) will be streamed again from its start.`);
+        if (sink) this.log(`stopped at ${formatLsn(pos)}; ${sink.spool.name} is durable up to ${formatBytes(sink.open.flushed)} and will be streamed again from its start.`);
         return null;
       }
       // the timeline ended inside this segment: keep what it has, under PostgreSQL's name for it
       if (sink) {
-        const out = await sink.finish('partial');
+        const done = sink;
         sink = null;
+        const out = await storeSegment(repo, `${done.spool.name}.partial`, () => done.spool.chunks());
+        await dropOpen(repo, done.spool.name);
+        done.spool.remove();
         this.log(`archived ${out.entry.name} (${formatBytes(out.entry.size)}), the end of timeline ${at.timeline} at ${formatLsn(end.startLsn)}.`);
       }
       return end;
     } finally {
+      clearInterval(ticker);
       clearInterval(watch);
-      await sink?.abort();
+      await flushing.catch(() => undefined);
+      sink?.spool.remove();
       this.stream = null;
+    }
+  }
+
+  private spoolDir(): string {
+    return path.join(this.ctx.paths.stateDir, 'wal-spool');
+  }
+
+  private writeState(st: ArchiverState): void {
+    try {
+      writeFileAtomic(archiverStateFile(this.ctx), JSON.stringify(st) + '\n', 0o644);
+    } catch {
+      // status falls back to the repository
+    }
+  }
+
+  /** A segment archived as the end of its timeline must not be continued: a server doing so is a branch. */
+  private async refuseEndedTimeline(repo: Repository, name: string): Promise<void> {
+    const partial = `${name}.partial`;
+    if (await readRecord(repo, partial)) {
+      throw new PgmError('repository.invalid', `the WAL archive holds ${partial}, the end of timeline ${parseInt(name.slice(0, 8), 16)}, and the server now sends that segment past the end.`, {
+        hint: 'two servers write the same timeline (a split brain?): check which node is primary (pgmaestro status) before archiving resumes.',
+        data: { segment: name },
+      });
     }
   }
 

@@ -8,6 +8,8 @@ import { storageSummary } from '../backup/summary.js';
 import { formatBytes } from '../util/format.js';
 import type { BackupInfo } from '../backup/types.js';
 import { verify } from '../backup/verify.js';
+import { readGaps } from '../backup/wal-gaps.js';
+import { repositoryWindow } from '../backup/wal-status.js';
 import { openCluster } from '../cluster/context.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PgmError } from '../errors.js';
@@ -21,7 +23,7 @@ const say = (line: string): void => {
 
 async function open(config?: string, mode: 'read' | 'write' = 'write') {
   const ctx = await openCluster(loadConfig(resolveConfigPath(config)));
-  return { ctx, repo: Repository.open(ctx, mode) };
+  return { ctx, repo: await Repository.open(ctx, mode) };
 }
 
 function describe(b: BackupInfo): string {
@@ -93,9 +95,11 @@ export function registerBackupCommands(program: Command): void {
     .description('backups with type, parent, times, LSNs, size; storage summary')
     .action(async (o: { config?: string; json?: boolean }) => {
       const { ctx, repo } = await open(o.config, 'read');
-      const backups = repo.list();
-      const summary = storageSummary(backups, [...repo.walEntries().values()], ctx.cfg.backup);
-      if (o.json) return say(JSON.stringify({ backups, storage: summary }, null, 2));
+      const { backups, damaged } = await repo.scan();
+      const summary = storageSummary(backups, [...(await repo.walEntries()).values()], ctx.cfg.backup);
+      const window = await repositoryWindow(ctx, repo);
+      const gaps = await readGaps(repo);
+      if (o.json) return say(JSON.stringify({ backups, damaged: damaged.map((d) => ({ id: d.id, problem: d.problem.message })), gaps, window, storage: summary }, null, 2));
       const rows = backups.map((b) => [b.id, b.type, b.parent ?? '-', b.node, b.start_time.slice(0, 19), b.stop_time.slice(0, 19), b.start_lsn ?? '-', b.stop_lsn ?? '-', formatBytes(b.stored_bytes)]);
       const head = ['ID', 'TYPE', 'PARENT', 'NODE', 'START', 'STOP', 'START LSN', 'STOP LSN', 'STORED'];
       const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -103,6 +107,9 @@ export function registerBackupCommands(program: Command): void {
       say('');
       say(`storage: ${formatBytes(summary.total_bytes)} (backups ${formatBytes(summary.backups_bytes)}, WAL ${formatBytes(summary.wal_bytes)} in ${summary.wal_segments} segments, ${formatBytes(summary.wal_bytes_per_day)}/day)`);
       say(`policy (${summary.window} window) projected: ${formatBytes(summary.projected_bytes)} = ${summary.projection}`);
+      for (const d of damaged) say(`damaged: ${d.problem.message}`);
+      for (const g of gaps) say(`WAL gap: ${g.reason} (detected ${g.detected_at.slice(0, 19)}Z)`);
+      say(`recovery window: ${window.sentence}`);
     });
 
   backup
@@ -135,7 +142,7 @@ export function registerBackupCommands(program: Command): void {
       const now = o.at === undefined ? new Date() : new Date(o.at);
       if (Number.isNaN(now.getTime())) throw new PgmError('usage', `--at '${o.at}' is not a date and time.`, { hint: 'use ISO 8601, e.g. 2026-12-01T00:00:00Z.' });
       const { ctx, repo } = await open(o.config);
-      const r = expire(repo, ctx.cfg.backup.retentionMs, { dryRun: Boolean(o.dryRun), now });
+      const r = await expire(repo, ctx.cfg.backup.retentionMs, { dryRun: Boolean(o.dryRun), now });
       if (o.json) return say(JSON.stringify(r, null, 2));
       say(r.reason);
       say(`${r.dryRun ? 'would remove' : 'removed'} ${r.remove.length} backup(s)${r.remove.length ? `: ${r.remove.join(', ')}` : ''} and ${r.removedWal.length} WAL segment(s); kept ${r.keep.length}`);
@@ -163,7 +170,7 @@ export function registerBackupCommands(program: Command): void {
         if (!o.db) throw new PgmError('usage', 'restore --logical needs --db NAME.', { hint: 'for example: pgmaestro restore --logical ID --db app_copy.' });
         return say(await logicalRestore(ctx, repo, o.logical as string, o.db as string));
       }
-      if (o.node) return say(await restoreNode(ctx, Repository.open(ctx, 'write'), o.node as string, parseTarget(o), say));
+      if (o.node) return say(await restoreNode(ctx, repo, o.node as string, parseTarget(o), say));
       if (!o.targetDir || !o.port) throw new PgmError('usage', 'restore needs --target-dir DIR and --port P.', { hint: 'for example: pgmaestro restore --target-dir /srv/restore --port 6543 --time "2026-11-20 10:00:00+00" --start.' });
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new PgmError('usage', `--port must be a port number, not '${o.port}'.`, { hint: 'for example --port 6543.' });

@@ -23,8 +23,9 @@ export function formatStatus(st: ClusterStatus): string {
     ...rows.map(line),
     '',
     ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
-    ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes behind the primary` : ''}`] : []),
+    ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes${st.archive.lag_seconds !== null ? ` and ${st.archive.lag_seconds} s` : ''} behind the primary` : ''}`] : []),
     `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
+    ...(st.window ? [`recovery window: ${st.window.sentence}`] : []),
     `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,
   ].join('\n');
 }

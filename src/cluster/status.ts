@@ -7,7 +7,8 @@ import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from '.
 import { readSecrets } from './secrets.js';
 import { daemonPid } from '../daemon/spawn.js';
 import { Repository } from '../backup/repository.js';
-import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
+import { archiveStatus, repositoryWindow, type ArchiveStatus } from '../backup/wal-status.js';
+import type { WindowReport } from '../backup/window.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -49,6 +50,8 @@ export interface ClusterStatus {
   readonly endpoints: { readonly rw?: string };
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
+  /** Whether every moment of the recovery window can be restored now (null when the repository cannot be read). */
+  readonly window: WindowReport | null;
   readonly nodes: NodeStatus[];
 }
 
@@ -88,13 +91,18 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
   let archive: ArchiveStatus | null = null;
   let backups = { count: 0, latest: null as string | null };
+  let window: WindowReport | null = null;
+  let repo: Repository | null = null;
   try {
-    const repo = Repository.open(ctx, 'read');
+    repo = await Repository.open(ctx, 'read');
     if (ctx.cfg.backup.walArchive) archive = await archiveStatus(ctx, repo, primaryNode?.lsn ?? null);
-    const list = repo.list();
+    const list = await repo.list();
     backups = { count: list.length, latest: list[list.length - 1]?.id ?? null };
+    window = await repositoryWindow(ctx, repo);
   } catch {
     // a missing or unreadable repository does not make status fail
+  } finally {
+    await repo?.close().catch(() => undefined);
   }
   return {
     cluster: ctx.cfg.cluster,
@@ -106,6 +114,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {},
     archive,
     backups,
+    window,
     nodes,
   };
 }

@@ -5,6 +5,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { PgmError } from '../errors.js';
 import { configSchema, overrideSchema } from './schema.js';
+import { parseCompression } from '../backup/codec.js';
 import type { ClusterConfig, NodeConfig } from './types.js';
 
 export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
@@ -47,6 +48,14 @@ export function loadConfig(file: string): ClusterConfig {
       });
     }
   }
+  try {
+    parseCompression(raw.backup.compression);
+  } catch (err) {
+    throw new PgmError('config.invalid', `${file}: ${(err as PgmError).message}`, { hint: (err as PgmError).hint });
+  }
+  if (raw.backup.repository.startsWith('s3://') && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(raw.backup.repository)) {
+    throw new PgmError('config.invalid', `${file}: backup.repository: '${raw.backup.repository}' is not s3://BUCKET/PREFIX with a valid bucket name.`, { hint: 'use lower-case letters, digits, dots and hyphens for the bucket, e.g. s3://pgm-backups/demo.' });
+  }
   if (!['replica', 'primary'].includes(raw.backup.from) && !raw.nodes.some((n) => n.name === raw.backup.from)) {
     throw new PgmError('config.invalid', `${file}: backup.from: '${raw.backup.from}' is neither replica, primary nor a node of this cluster.`, {
       hint: `use replica, primary or one of: ${raw.nodes.map((n) => n.name).join(', ')}.`,
@@ -65,8 +74,17 @@ export function loadConfig(file: string): ClusterConfig {
     replicationUser: raw.postgres.replication_user,
     settings: raw.postgres.settings,
     backup: {
-      repository: path.resolve(dir, raw.backup.repository),
+      repository: raw.backup.repository.startsWith('s3://') ? raw.backup.repository : path.resolve(dir, raw.backup.repository),
       compression: raw.backup.compression,
+      processMax: raw.backup.process_max,
+      walFlushIntervalMs: shortDurationMs(raw.backup.wal_flush_interval),
+      s3: {
+        endpoint: raw.backup.s3?.endpoint,
+        region: raw.backup.s3?.region ?? 'us-east-1',
+        credentialsFile: raw.backup.s3?.credentials_file === undefined ? undefined : path.resolve(dir, raw.backup.s3.credentials_file),
+        pathStyle: raw.backup.s3?.path_style ?? false,
+        timeoutMs: shortDurationMs(raw.backup.s3?.timeout ?? '30s'),
+      },
       retention: raw.backup.retention,
       retentionMs: durationMs(raw.backup.retention),
       from: raw.backup.from,

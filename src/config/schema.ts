@@ -53,10 +53,32 @@ const duration = z
   .regex(/^\d+(h|d|w)$/, 'a duration such as 36h, 21d or 3w')
   .describe('a duration: hours (h), days (d) or weeks (w)');
 
+const seconds = z
+  .string()
+  .regex(/^\d+(\.\d+)?(ms|s)$/, 'a duration such as 500ms or 5s')
+  .describe('a short duration: milliseconds (ms) or seconds (s)');
+
+export const s3Schema = z
+  .object({
+    endpoint: z.string().url().optional().describe('S3-compatible endpoint, e.g. http://127.0.0.1:9000; omit for AWS itself'),
+    region: z.string().default('us-east-1'),
+    credentials_file: z.string().optional().describe('AWS shared-credentials file, mode 0600 (relative to the config file); else the standard AWS_* environment'),
+    path_style: z.boolean().default(false).describe('path-style requests (most self-hosted S3 servers need this)'),
+    timeout: seconds.default('30s').describe('a request that makes no progress for this long fails and is retried'),
+  })
+  .strict();
+
 export const backupSchema = z
   .object({
-    repository: z.string().default('backups').describe('backup repository directory; relative paths are relative to the config file'),
-    compression: z.enum(['none', 'gzip']).default('none').describe('how stored files are compressed'),
+    repository: z.string().default('backups').describe('backup repository: a directory (relative paths are relative to the config file) or s3://BUCKET/PREFIX'),
+    compression: z
+      .string()
+      .regex(/^(none|gzip|lz4|zstd)(:\d+)?$/, 'none, gzip, lz4 or zstd, with an optional level (zstd:3)')
+      .default('none')
+      .describe('how stored files are compressed: none, gzip[:1-9], lz4, zstd[:1-19]'),
+    process_max: z.number().int().min(1).max(64).default(2).describe('worker threads that compress and checksum backup files'),
+    wal_flush_interval: seconds.default('1s').describe('the WAL segment in progress is made durable in the repository at least this often'),
+    s3: s3Schema.optional().describe('S3 settings, for repository: s3://BUCKET/PREFIX'),
     retention: duration.default('21d').describe('recovery window: any moment inside it can be restored'),
     from: z.string().default('replica').describe("node backups are taken from: 'replica' (any streaming replica, else the primary), 'primary', or a node name"),
     wal_archive: z.boolean().default(true).describe('the daemon archives WAL continuously into the repository'),
@@ -69,11 +91,6 @@ export const backupSchema = z
       .default({ full: '0 1 * * 0', incr: '0 1 * * 1-6' }),
   })
   .strict();
-
-const seconds = z
-  .string()
-  .regex(/^\d+(\.\d+)?(ms|s)$/, 'a duration such as 500ms or 5s')
-  .describe('a short duration: milliseconds (ms) or seconds (s)');
 
 export const haSchema = z
   .object({
@@ -108,7 +125,7 @@ export const configSchema = z
     postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
     ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, synchronous: 'off', isolation: 'none' }),
     endpoints: endpointsSchema.default({}),
-    backup: backupSchema.default({ repository: 'backups', compression: 'none', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
+    backup: backupSchema.default({ repository: 'backups', compression: 'none', process_max: 2, wal_flush_interval: '1s', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
     nodes: z.array(nodeSchema).min(1),
   })
   .strict();

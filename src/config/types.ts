@@ -18,9 +18,13 @@ export interface NodeConfig {
 }
 
 export interface BackupConfig {
-  /** Absolute path of the repository. */
+  /** Absolute path of the repository directory, or s3://BUCKET/PREFIX. */
   readonly repository: string;
-  readonly compression: 'none' | 'gzip';
+  /** 'none', 'gzip', 'lz4', 'zstd', optionally with ':level'. */
+  readonly compression: string;
+  readonly processMax: number;
+  readonly walFlushIntervalMs: number;
+  readonly s3: { readonly endpoint?: string; readonly region: string; readonly credentialsFile?: string; readonly pathStyle: boolean; readonly timeoutMs: number };
   /** The recovery window in milliseconds. */
   readonly retentionMs: number;
   readonly retention: string;

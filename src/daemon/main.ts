@@ -59,8 +59,17 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   }
 
   // 3. WAL archiving and the backup schedule
-  const archiver = ctx.cfg.backup.walArchive ? new WalArchiver(ctx, null, { log: (s) => log(`wal archiver: ${s}`) }).start() : null;
   const scheduler = new BackupScheduler(ctx, event);
+  const archiver = ctx.cfg.backup.walArchive
+    ? new WalArchiver(ctx, null, {
+        log: (s) => log(`wal archiver: ${s}`),
+        // a WAL gap: say so in the event log, and heal the window with a full backup at once
+        onGap: (gap) => {
+          event(`WAL gap: ${gap.reason}; the recovery window cannot be restored across it, so a full backup starts now`);
+          void scheduler.fullNow(`heal the WAL gap from ${gap.from_lsn}`);
+        },
+      }).start()
+    : null;
   scheduler.start();
 
   writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);

@@ -5,6 +5,8 @@ import type { RunAs } from '../postgres/exec.js';
 import type { Repository } from '../backup/repository.js';
 import type { BackupInfo } from '../backup/types.js';
 import { WrittenTree } from '../protocol/written-tree.js';
+import { checkManifest } from '../backup/manifest-check.js';
+import { readManifest } from '../backup/physical.js';
 import { combineInto } from './combine.js';
 import { repoMember, toDataRel } from './repo-member.js';
 
@@ -21,7 +23,9 @@ export function restoredTablespaceDir(targetDir: string, oid: string): string {
  * against its stored checksum; a damaged file fails the restore naming it.
  */
 export async function materialize(repo: Repository, chain: readonly BackupInfo[], targetDir: string, owner: RunAs): Promise<{ bytes: number }> {
-  const members = chain.map((b) => repoMember(repo, b));
+  const members = await Promise.all(chain.map((b) => repoMember(repo, b)));
+  // the catalog of every hot backup against PostgreSQL's own manifest, before anything is written
+  for (const [i, b] of chain.entries()) if (b.type === 'full' || b.type === 'incr') checkManifest(b.id, await readManifest(repo, b), { version: 2, entries: members[i].entries });
   const newest = members[members.length - 1];
   const own = async (p: string, link = false) => {
     if (owner.uid === undefined || owner.gid === undefined) return;

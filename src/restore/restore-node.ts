@@ -10,6 +10,7 @@ import { postmasterRunning, pgStop, readSystemIdentifier } from '../postgres/con
 import type { Repository } from '../backup/repository.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { materialize } from './materialize.js';
+import { spoolDirFor, spoolRestoreCommand, spoolWal } from './wal-fetch.js';
 import { planRestore, type RestoreTarget } from './plan.js';
 import { configureRecovery, recoverySettings } from './recovery.js';
 import { archiveReach, startRestored } from './restore.js';
@@ -36,7 +37,7 @@ export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeNam
   }
 
   // 1. plan, then move the node's old data aside
-  const plan = planRestore(repo.list(), archiveReach(repo), target);
+  const plan = planRestore(await repo.listForRestore(), await archiveReach(repo), target);
   log(`${node.name}: ${plan.summary}`);
   if (postmasterRunning(node.dataDir)) await pgStop(ctx.bins, ctx.user, node.dataDir, 'fast', 120);
   if (fs.existsSync(node.dataDir)) {
@@ -48,7 +49,12 @@ export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeNam
 
   // 2. the data directory from the chain, with this node's files and identity
   await materialize(repo, plan.chain, node.dataDir, ctx.user);
-  const settings = recoverySettings(isPrimary ? target : { kind: 'latest' }, repo.restoreCommand());
+  const base = plan.chain[plan.chain.length - 1];
+  const spool = spoolDirFor(node.dataDir);
+  fs.rmSync(spool, { recursive: true, force: true });
+  const wal = await spoolWal(repo, { lsn: base.start_lsn!, timeline: base.timeline! }, isPrimary ? target : { kind: 'latest' }, spool, ctx.user);
+  log(`${node.name}: fetched ${wal.files} WAL file(s) from the archive`);
+  const settings = recoverySettings(isPrimary ? target : { kind: 'latest' }, spoolRestoreCommand(spool));
   configureRecovery(node.dataDir, { port: node.port, settings, owner: ctx.user, standalone: false });
   writeNodeFiles(ctx, node, isPrimary ? { kind: 'primary' } : { kind: 'replica', upstream: primary });
   if (isPrimary) writeFileAtomic(path.join(node.dataDir, 'recovery.signal'), '', 0o600, ctx.user);
@@ -62,5 +68,6 @@ export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeNam
     await startNode(ctx, node);
     await waitHealthy(ctx, primary, [node], secrets, 600_000);
   }
+  fs.rmSync(spool, { recursive: true, force: true });
   return `${node.name} rebuilt from ${plan.chain.map((b) => b.id).join(' + ')}${isPrimary ? ' and promoted' : ` and streams from ${primary.name}`}`;
 }

@@ -11,7 +11,10 @@ import type { Repository } from '../backup/repository.js';
 import { archivePosition } from '../backup/wal-archive.js';
 import { formatLsn } from '../postgres/lsn.js';
 import { isEmptyDir } from '../util/fsx.js';
+import { openSegments } from '../backup/wal-open.js';
+import { parseSegmentName } from '../backup/wal-names.js';
 import { materialize } from './materialize.js';
+import { spoolDirFor, spoolRestoreCommand, spoolWal } from './wal-fetch.js';
 import { planRestore, type ArchiveReach, type RestorePlan, type RestoreTarget } from './plan.js';
 import { configureRecovery, recoverySettings } from './recovery.js';
 
@@ -40,7 +43,7 @@ export async function restore(ctx: ClusterContext, repo: Repository, opts: Resto
   const targetDir = path.resolve(opts.targetDir);
 
   // 1. plan the chain (refuses a target the repository cannot reach)
-  const plan = planRestore(repo.list(), archiveReach(repo), opts.target);
+  const plan = planRestore(await repo.listForRestore(), await archiveReach(repo), opts.target);
   log(plan.summary);
 
   // 2. check the destination before writing anything
@@ -52,25 +55,33 @@ export async function restore(ctx: ClusterContext, repo: Repository, opts: Resto
     throw new PgmError('port.in_use', `port ${opts.port} on 127.0.0.1 is already in use.`, { hint: 'pass another --port.' });
   }
 
-  // 3. write the data directory from the chain
+  // 3. write the data directory from the chain, and the WAL it replays beside it
   const created = !fs.existsSync(targetDir);
+  const spool = spoolDirFor(targetDir);
   let bytes: number;
   try {
     ({ bytes } = await materialize(repo, plan.chain, targetDir, ctx.user));
-    // 4. recovery settings: WAL from the repository up to the target
-    configureRecovery(targetDir, { port: opts.port, settings: recoverySettings(opts.target, repo.restoreCommand()), owner: ctx.user, standalone: true });
+    const base = plan.chain[plan.chain.length - 1];
+    const wal = await spoolWal(repo, { lsn: base.start_lsn!, timeline: base.timeline! }, opts.target, spool, ctx.user);
+    log(`fetched ${wal.files} WAL file(s) (${(wal.bytes / 1048576).toFixed(1)} MiB) into ${spool}${wal.last ? `, up to ${wal.last}` : ''}`);
+    // 4. recovery settings: WAL from the spool up to the target
+    configureRecovery(targetDir, { port: opts.port, settings: recoverySettings(opts.target, spoolRestoreCommand(spool)), owner: ctx.user, standalone: true });
   } catch (err) {
     if (created) fs.rmSync(targetDir, { recursive: true, force: true });
     else for (const f of fs.readdirSync(targetDir)) fs.rmSync(path.join(targetDir, f), { recursive: true, force: true });
     fs.rmSync(`${targetDir}_tablespaces`, { recursive: true, force: true });
+    fs.rmSync(spool, { recursive: true, force: true });
     throw err;
   }
   log(`wrote ${targetDir} (${(bytes / 1048576).toFixed(1)} MiB)`);
 
-  // 5. start and wait until recovery reached the target and promoted
+  // 5. start and wait until recovery reached the target and promoted; its WAL is then no longer needed
   if (opts.start) {
     await startRestored(ctx, targetDir, opts.port);
+    fs.rmSync(spool, { recursive: true, force: true });
     log(`recovered to the target and promoted; listening on 127.0.0.1:${opts.port}`);
+  } else {
+    log(`start it with pg_ctl; once it has recovered, ${spool} can be removed`);
   }
   return { plan, targetDir, port: opts.port, bytes, started: opts.start };
 }
@@ -98,11 +109,14 @@ export async function startRestored(ctx: ClusterContext, dataDir: string, port: 
   throw new PgmError('restore.failed', `the restored instance in ${dataDir} did not finish recovery in time.`, { hint: 'read its log; it keeps running.' });
 }
 
-/** How far the WAL archive reaches: the end of its newest segment, and when that was archived. */
-export function archiveReach(repo: Repository): ArchiveReach {
-  const pos = archivePosition(repo);
+/** How far the WAL archive reaches: the end of its newest complete segment, or of the segment in progress after it. */
+export async function archiveReach(repo: Repository): Promise<ArchiveReach> {
+  const entries = await repo.walEntries();
+  const pos = archivePosition(entries.values());
+  const open = pos ? (await openSegments(repo)).find((o) => parseSegmentName(o.segment, o.segment_size)?.segno === pos.lsn / BigInt(pos.segmentSize)) : undefined;
+  if (open && pos) return { endLsn: formatLsn(pos.lsn + BigInt(open.size)), endTime: open.flushed_at };
   if (!pos) return { endLsn: null, endTime: null };
-  return { endLsn: formatLsn(pos.lsn), endTime: repo.walEntries().get(pos.segment)?.archived_at ?? null };
+  return { endLsn: formatLsn(pos.lsn), endTime: entries.get(pos.segment)?.archived_at ?? null };
 }
 
 function lastLog(dataDir: string): string {

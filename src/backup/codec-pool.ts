@@ -1,0 +1,87 @@
+import { Worker } from 'node:worker_threads';
+import { PgmError } from '../errors.js';
+import type { Codec } from './codec.js';
+import type { WorkerReply, WorkerRequest } from './codec-worker.js';
+
+/**
+ * `backup.process_max` worker threads that compress blocks and checksum
+ * files, so the thread reading the backup stream only parses and writes.
+ * Requests in flight are bounded (4 per worker): a caller awaits a free
+ * slot, which is the backpressure that keeps memory at a few MiB per worker.
+ * Workers are unref'd: an idle pool never keeps the process alive.
+ */
+export class CodecPool {
+  private readonly workers: Worker[] = [];
+  private readonly load: number[] = [];
+  private readonly waiting = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void; worker: number }>();
+  private nextId = 1;
+  private inFlight = 0;
+  private slotWaiters: (() => void)[] = [];
+  private failure: Error | null = null;
+
+  constructor(readonly size: number) {
+    const url = new URL(import.meta.url.endsWith('.ts') ? './codec-worker.ts' : './codec-worker.js', import.meta.url);
+    for (let i = 0; i < Math.max(1, size); i++) {
+      const w = new Worker(url);
+      w.unref();
+      w.on('message', (r: WorkerReply) => this.settle(r));
+      w.on('error', (err) => this.fail(err));
+      this.workers.push(w);
+      this.load.push(0);
+    }
+  }
+
+  /** Compresses one block; `data` is handed over (detached). Returns the stored frame and the block's CRC-32C. */
+  async compress(codec: Codec, data: Buffer): Promise<{ frame: Buffer; crc: number }> {
+    const w = this.load.indexOf(Math.min(...this.load));
+    const r = await this.request(w, (id) => ({ op: 'compress', id, codec, data }), data);
+    if (!('frame' in r)) throw new Error('internal: codec worker answered a compress request without a frame');
+    return { frame: Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength), crc: r.crc };
+  }
+
+  /**
+   * Adds `data` (handed over) to the running checksums of file `fid`, which
+   * always go to the same worker, in order. With `final`, returns the file's
+   * SHA-256 and CRC-32C and forgets it.
+   */
+  async hash(fid: number, data: Buffer | null, final: boolean): Promise<{ sha256: string | null; crc: number }> {
+    const r = await this.request(fid % this.workers.length, (id) => ({ op: 'hash', id, fid, data, final }), data);
+    if (!('sha256' in r)) throw new Error('internal: codec worker answered a hash request without a checksum');
+    return r;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  private async request(worker: number, make: (id: number) => WorkerRequest, data: Buffer | null): Promise<WorkerReply> {
+    while (this.inFlight >= 4 * this.workers.length) await new Promise<void>((r) => this.slotWaiters.push(r));
+    if (this.failure) throw this.failure;
+    const id = this.nextId++;
+    this.inFlight++;
+    this.load[worker]++;
+    const reply = new Promise<WorkerReply>((resolve, reject) => this.waiting.set(id, { resolve, reject, worker }));
+    const transfer = data && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+    this.workers[worker].postMessage(make(id), transfer);
+    const r = await reply;
+    if ('error' in r) throw new PgmError('backup.failed', `compressing or checksumming a file failed: ${r.error}.`, { hint: 'check backup.compression; run the backup again.' });
+    return r;
+  }
+
+  private settle(r: WorkerReply): void {
+    const w = this.waiting.get(r.id);
+    if (!w) return;
+    this.waiting.delete(r.id);
+    this.inFlight--;
+    this.load[w.worker]--;
+    this.slotWaiters.shift()?.();
+    w.resolve(r);
+  }
+
+  private fail(err: Error): void {
+    this.failure = err;
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+    for (const s of this.slotWaiters.splice(0)) s();
+  }
+}
