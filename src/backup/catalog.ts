@@ -79,7 +79,7 @@ export function parseMarker(id: string, bytes: Buffer): BackupInfo {
   if (!r.success) throw damaged(id, where, `does not have the form of a completion marker (${r.error.issues[0]?.path.join('.') || 'top'}: ${r.error.issues[0]?.message})`);
   const info = r.data as BackupInfo;
   if (info.id !== id) throw damaged(id, where, `names backup ${info.id}`);
-  if (markerChecksum(info) !== info.checksum) throw damaged(id, where, 'does not match its own checksum');
+  if (markerChecksum(raw as BackupInfo) !== info.checksum) throw damaged(id, where, 'does not match its own checksum');
   return info;
 }
 

@@ -20,12 +20,18 @@ export class CodecPool {
   private failure: Error | null = null;
 
   constructor(readonly size: number) {
-    const url = new URL(import.meta.url.endsWith('.ts') ? './codec-worker.ts' : './codec-worker.js', import.meta.url);
+    const fromSource = import.meta.url.endsWith('.ts');
+    const url = new URL(fromSource ? './codec-worker.ts' : './codec-worker.js', import.meta.url);
+    // Run from TypeScript sources (tests, tsx), a worker registers tsx for itself: loader hooks are per thread on Node 20.
+    const boot = fromSource ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })` : null;
     for (let i = 0; i < Math.max(1, size); i++) {
-      const w = new Worker(url);
+      const w = boot ? new Worker(boot, { eval: true }) : new Worker(url);
       w.unref();
       w.on('message', (r: WorkerReply) => this.settle(r));
       w.on('error', (err) => this.fail(err));
+      w.on('exit', (code) => {
+        if (!this.closing) this.fail(new Error(`a codec worker thread exited (code ${code})`));
+      });
       this.workers.push(w);
       this.load.push(0);
     }
@@ -50,7 +56,10 @@ export class CodecPool {
     return r;
   }
 
+  private closing = false;
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 

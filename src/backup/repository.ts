@@ -44,6 +44,12 @@ export interface DamagedBackup {
 
 export class Repository {
   private pool: CodecPool | null = null;
+  /** Every repository opened by this process, so a command can free their threads and sockets when it ends. */
+  private static readonly opened = new Set<Repository>();
+
+  static async closeAll(): Promise<void> {
+    await Promise.allSettled([...Repository.opened].map((r) => r.close()));
+  }
 
   constructor(
     readonly storage: Storage,
@@ -62,12 +68,14 @@ export class Repository {
 
   /** Worker threads for compression and checksums, started on first use. */
   codecPool(): CodecPool {
+    Repository.opened.add(this);
     return (this.pool ??= new CodecPool(this.processMax));
   }
 
   /** Opens the repository configured for the cluster; for writing, creates it when missing and checks it is writable. */
   static async open(ctx: ClusterContext, mode: 'read' | 'write' = 'write'): Promise<Repository> {
     const repo = new Repository(openStorage(ctx.cfg.backup), parseCompression(ctx.cfg.backup.compression), ctx.cfg.cluster, ctx.cfg.backup.processMax);
+    Repository.opened.add(repo);
     await repo.storage.check(mode);
     const id = await repo.identity();
     if (id && id.cluster !== ctx.cfg.cluster) {
@@ -79,6 +87,7 @@ export class Repository {
   }
 
   async close(): Promise<void> {
+    Repository.opened.delete(this);
     await this.pool?.close();
     this.pool = null;
     await this.storage.close();

@@ -13,6 +13,7 @@ import { configSchema } from '../config/schema.js';
 import { runDaemon } from '../daemon/main.js';
 import { ensureDaemon } from '../daemon/spawn.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
+import { Repository } from '../backup/repository.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
 import { formatStatus } from './output.js';
@@ -99,6 +100,7 @@ program
 
 try {
   await program.parseAsync(process.argv);
+  await Repository.closeAll();
 } catch (err) {
   if (err instanceof CommanderError) {
     if (err.exitCode === 0) process.exit(0); // --help, --version
