@@ -17,7 +17,7 @@ function b(id: string, type: BackupInfo['type'], day: number, parent: string | n
   return {
     id, type, parent, node: 'node2', start_time: start.toISOString(), stop_time: stop.toISOString(),
     start_lsn: type === 'logical' ? null : `0/${lsn.toString(16).toUpperCase()}`, stop_lsn: type === 'logical' ? null : `0/${(lsn + 0x100).toString(16).toUpperCase()}`,
-    timeline: type === 'logical' ? null : 1, size_bytes: 1, stored_bytes: 1, compression: 'none', pg_version: '18.4', system_identifier: '1',
+    timeline: type === 'logical' ? null : 1, size_bytes: 1, stored_bytes: 1, compression: 'none', pg_version: '18.4', system_identifier: '1', catalog_sha256: '', manifest_sha256: null, checksum: '',
   };
 }
 
