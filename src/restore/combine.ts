@@ -27,7 +27,7 @@ export interface CombineResult {
 /** Blocks handed to `out.write` at once. */
 const WRITE_BLOCKS = 32;
 /** Files written at the same time by combineInto. */
-const CONCURRENCY = 4;
+const CONCURRENCY = 8;
 
 /**
  * Streams the file that `rel` (an INCREMENTAL file of the newest member of

@@ -8,6 +8,7 @@ import { WrittenTree } from '../protocol/written-tree.js';
 import { checkManifest } from '../backup/manifest-check.js';
 import { readManifest } from '../backup/physical.js';
 import { combineInto } from './combine.js';
+import { eachLimited } from '../backup/storage.js';
 import { repoMember, toDataRel } from './repo-member.js';
 
 /** Where a restored instance keeps tablespace `oid`: beside its data directory. */
@@ -39,7 +40,7 @@ export async function materialize(repo: Repository, chain: readonly BackupInfo[]
   } else {
     const tree = new WrittenTree({ uid: owner.uid, gid: owner.gid });
     await tree.prepareRoot(targetDir);
-    for (const rel of newest.files) await tree.writeFile(abs(rel), newest.open(rel));
+    await eachLimited([...newest.files], 8, (rel) => tree.writeFile(abs(rel), newest.open(rel)));
     await tree.syncAll(16);
   }
 

@@ -5,13 +5,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Repository } from '../../src/backup/repository.js';
-import { PosixStorage } from '../../src/backup/storage.js';
+import { PosixStorage } from '../../src/backup/storage-posix.js';
+import { parseCompression } from '../../src/backup/codec.js';
 import { archivePosition, checkContinuity, readArchived, readHistories, readRecord } from '../../src/backup/wal-archive.js';
 import { archiveStatus } from '../../src/backup/wal-status.js';
 import { parseSegmentName, parseSizeSetting, segmentStartLsn } from '../../src/backup/wal-names.js';
 import { openCluster } from '../../src/cluster/context.js';
 import { loadConfig } from '../../src/config/load.js';
 import { TestCluster } from '../helpers/cluster.js';
+import { spoolRestoreCommand, spoolWal } from '../../src/restore/wal-fetch.js';
 import { CLI, PG15_BIN, REPO } from '../helpers/paths.js';
 
 /**
@@ -24,7 +26,7 @@ import { CLI, PG15_BIN, REPO } from '../helpers/paths.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function repoOf(c: TestCluster): Repository {
-  return new Repository(new PosixStorage(path.join(c.dir, 'backups')), 'none', 'test');
+  return new Repository(new PosixStorage(path.join(c.dir, 'backups')), parseCompression('none'), 'test');
 }
 
 const isArchived = (c: TestCluster, name: string) => fs.existsSync(path.join(c.dir, 'backups', 'wal', `${name}.json`));
@@ -52,11 +54,11 @@ async function segmentSize(c: TestCluster, port: number): Promise<number> {
 /** No gap from the oldest archived segment to the newest, and every stored file matches its record. */
 async function assertArchiveIntact(c: TestCluster, segSize: number): Promise<{ first: string; last: string; timeline: number }> {
   const repo = repoOf(c);
-  const entries = [...repo.walEntries().values()];
+  const entries = [...(await repo.walEntries()).values()];
   const names = entries.map((e) => e.name);
   const oldest = names.filter((n) => parseSegmentName(n, segSize)).sort((a, b) => (parseSegmentName(a, segSize)!.segno < parseSegmentName(b, segSize)!.segno ? -1 : 1))[0];
   const id = parseSegmentName(oldest, segSize)!;
-  const r = checkContinuity(names, { lsn: segmentStartLsn(id.segno, segSize), timeline: id.timeline }, segSize, readHistories(repo, entries));
+  const r = checkContinuity(names, { lsn: segmentStartLsn(id.segno, segSize), timeline: id.timeline }, segSize, await readHistories(repo, entries));
   assert.deepEqual(r.missing, [], `gaps in the archive: ${r.missing.join(', ')}`);
   for (const e of entries) {
     const stored = fs.readFileSync(path.join(c.dir, 'backups', 'wal', e.stored));
@@ -67,9 +69,9 @@ async function assertArchiveIntact(c: TestCluster, segSize: number): Promise<{ f
 }
 
 /** The archived copy of `name` equals the node's own pg_wal file. */
-function assertSameAsPgWal(c: TestCluster, dataDir: string, name: string): void {
+async function assertSameAsPgWal(c: TestCluster, dataDir: string, name: string): Promise<void> {
   const repo = repoOf(c);
-  const archived = readArchived(repo, readRecord(repo, name)!);
+  const archived = await readArchived(repo, (await readRecord(repo, name))!);
   const own = fs.readFileSync(path.join(dataDir, 'pg_wal', name));
   assert.equal(archived.length, own.length);
   assert.ok(archived.equals(own), `${name}: the archived bytes equal ${dataDir}/pg_wal/${name}`);
@@ -98,8 +100,8 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
       await untilArchived(c, done[3], 30_000);
       for (const name of done) assert.ok(isArchived(c, name), name);
       const st = await c.status();
-      assertSameAsPgWal(c, c.node(st, 'node1').data_dir, done[3]);
-      if (opts.gzip) assert.match(readRecord(repoOf(c), done[3])!.stored, /\.gz$/);
+      await assertSameAsPgWal(c, c.node(st, 'node1').data_dir, done[3]);
+      if (opts.gzip) assert.match((await readRecord(repoOf(c), done[3]))!.stored, /\.gz$/);
       assert.match(daemonLog(c), new RegExp(`wal archiver: archived ${done[3]} \\(16 MiB\\) at `));
       const slot = await c.sql<{ active: boolean }>(port, "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgm_archiver'");
       assert.deepEqual(slot, [{ active: true }], daemonLog(c));
@@ -107,7 +109,7 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
 
       const ctx = await openCluster(loadConfig(c.file));
       const status = await archiveStatus(ctx, repoOf(c));
-      assert.equal(status.last_segment, archivePosition(repoOf(c))!.segment);
+      assert.equal(status.last_segment, archivePosition((await repoOf(c).walEntries()).values())!.segment);
       assert.equal(status.timeline, 1);
       assert.ok(status.lag_bytes !== null && status.lag_bytes >= 0 && status.lag_bytes < 2 * segSize, `lag ${status.lag_bytes}`);
     });
@@ -142,10 +144,10 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
       await untilArchived(c, final, 30_000);
       for (const name of switched) assert.ok(isArchived(c, name), `${name} archived`);
       const intact = await assertArchiveIntact(c, segSize);
-      assert.equal(intact.last, archivePosition(repoOf(c))!.segment);
-      t.diagnostic(`${switched.length} segments switched under load; archive ${intact.first}..${intact.last}, ${repoOf(c).walEntries().size} files, no gap`);
+      assert.equal(intact.last, archivePosition((await repoOf(c).walEntries()).values())!.segment);
+      t.diagnostic(`${switched.length} segments switched under load; archive ${intact.first}..${intact.last}, ${(await repoOf(c).walEntries()).size} files, no gap`);
       assert.match(daemonLog(c), /on timeline 1 from [0-9A-F]+\/[0-9A-F]+, after [0-9A-F]{24}, the newest archived segment on this history/);
-      assertSameAsPgWal(c, c.node(await c.status(), 'node1').data_dir, final);
+      await assertSameAsPgWal(c, c.node(await c.status(), 'node1').data_dir, final);
     });
   });
 }
@@ -213,16 +215,16 @@ function timelineSuite(label: string, opts: { portBase: number; binDir?: string;
       assert.equal(intact.last, last2);
       assert.equal(intact.timeline, 2);
       const node2 = c.node(await c.status(), 'node2');
-      assertSameAsPgWal(c, node2.data_dir, last2);
+      await assertSameAsPgWal(c, node2.data_dir, last2);
       const repo = repoOf(c);
-      const switchSeg = [...repo.walEntries().keys()].filter((n) => /^00000002[0-9A-F]{16}$/.test(n)).sort()[0];
-      assertSameAsPgWal(c, node2.data_dir, switchSeg);
-      const partial = readRecord(repo, `00000001${switchSeg.slice(8)}.partial`);
+      const switchSeg = [...(await repo.walEntries()).keys()].filter((n) => /^00000002[0-9A-F]{16}$/.test(n)).sort()[0];
+      await assertSameAsPgWal(c, node2.data_dir, switchSeg);
+      const partial = await readRecord(repo, `00000001${switchSeg.slice(8)}.partial`);
       if (opts.lagging) {
         // the old timeline's last segment, up to the switch: a prefix of the new timeline's copy
         assert.ok(partial, 'the end of timeline 1 is archived as .partial');
         assert.ok(partial.size > 0 && partial.size < segSize);
-        assert.ok(readArchived(repo, partial).equals(readArchived(repo, readRecord(repo, switchSeg)!).subarray(0, partial.size)));
+        assert.ok((await readArchived(repo, partial)).equals((await readArchived(repo, (await readRecord(repo, switchSeg))!)).subarray(0, partial.size)));
         assert.match(daemonLog(c), /timeline 1 ended at [0-9A-F]+\/[0-9A-F]+; (archived|already had) 00000002\.history and continue on timeline 2/);
       } else {
         assert.equal(partial, null, 'caught up: streaming resumes on timeline 2 directly');
@@ -260,7 +262,11 @@ function baseBackup(c: TestCluster, port: number, dir: string): void {
 
 /** Starts the backup in `dir` with recovery.signal and the repository's restore_command; waits until recovery ended. */
 async function recoverFromArchive(c: TestCluster, dir: string, port: number): Promise<void> {
-  const command = repoOf(c).restoreCommand().replace(/'/g, "''");
+  const label = fs.readFileSync(path.join(dir, 'backup_label'), 'utf8');
+  const from = { lsn: /START WAL LOCATION: (\S+)/.exec(label)![1], timeline: Number(/START TIMELINE: (\d+)/.exec(label)![1]) };
+  const owner = { name: 'postgres', uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) };
+  await spoolWal(repoOf(c), from, { kind: 'latest' }, `${dir}_wal`, owner);
+  const command = spoolRestoreCommand(`${dir}_wal`).replace(/'/g, "''");
   fs.appendFileSync(path.join(dir, 'postgresql.auto.conf'), `port = ${port}\nrestore_command = '${command}'\nrecovery_target_timeline = 'latest'\n`);
   fs.writeFileSync(path.join(dir, 'recovery.signal'), '');
   execFileSync('chown', ['-R', 'postgres:postgres', dir]);
