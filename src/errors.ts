@@ -15,8 +15,10 @@ export type ErrorCode =
   | 'data_dir.foreign'
   | 'data_dir.not_empty'
   | 'data_dir.inaccessible'
+  | 'path.unreachable'
   | 'binaries.missing'
   | 'binaries.unsupported'
+  | 'binaries.unreachable'
   | 'os_user.missing'
   | 'postgres.start_failed'
   | 'postgres.stop_failed'
@@ -37,6 +39,7 @@ export type ErrorCode =
   | 'restore.out_of_range'
   | 'restore.failed'
   | 'tool.missing'
+  | 'tool.failed'
   | 'usage';
 
 export class PgmError extends Error {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
 import { openCluster } from '../cluster/context.js';
@@ -41,6 +42,9 @@ program
   .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string }) => {
     const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir });
     say(`wrote ${r.file} (${o.replicas + 1} nodes on ports ${r.portBase}-${r.portBase + o.replicas})`);
+    if (r.home) {
+      say(`${path.dirname(r.file)} is out of reach of the OS user that runs PostgreSQL (it cannot enter ${r.home.blocked}): the cluster's data, secrets, logs and backups will live in ${r.home.dir} (home: in the configuration).`);
+    }
     say(`start it with: pgmaestro up -c ${r.file}`);
   });
 
