@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
@@ -20,10 +21,20 @@ import { formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
 const program = new Command('pgmaestro')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('PostgreSQL cluster manager: one config, streaming replicas, failover behind a stable endpoint, backups and point-in-time restore')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+/** The version in the package's own package.json (src/cli or dist/cli, two levels down). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 const say = (line: string) => process.stdout.write(line + '\n');
 const intArg = (name: string) => (v: string) => {
@@ -101,14 +112,27 @@ program
     await runDaemon(ctx);
   });
 
+/** The one place errors become output and exit statuses: one sentence, never a stack trace (unless PGMAESTRO_DEBUG is set). */
+function fail(err: unknown): never {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2); // --help, --version; or commander already printed its one line
+  try {
+    process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
+    if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  } catch {
+    // stderr is gone too
+  }
+  process.exit(exitCodeFor(err));
+}
+
+// A reader that went away (`| head`) ends the command quietly, with the status a process killed by SIGPIPE has.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(141) : fail(err)));
+}
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    if (err.exitCode === 0) process.exit(0); // --help, --version
-    process.exit(2); // commander already printed its one line
-  }
-  process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
-  if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-  process.exit(exitCodeFor(err));
+  fail(err);
 }

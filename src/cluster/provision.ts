@@ -101,7 +101,7 @@ async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secre
   const pwfile = path.join(ctx.paths.secretsDir, `.initdb-${process.pid}.pw`);
   writeFileAtomic(pwfile, secrets.superuserPassword + '\n', 0o600, ctx.user);
   try {
-    await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile });
+    await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile, logsDir: ctx.paths.logsDir });
   } finally {
     fs.rmSync(pwfile, { force: true });
   }
