@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { openCluster } from '../cluster/context.js';
+import { lockManager, openCluster } from '../cluster/context.js';
+import { parseWait, withLocks } from '../cluster/lock.js';
 import { down } from '../cluster/down.js';
 import { ensureLab } from '../cluster/lab.js';
 import { clusterPaths } from '../cluster/paths.js';
@@ -17,7 +18,7 @@ import { ensureDaemon } from '../daemon/spawn.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
-import { formatStatus } from './output.js';
+import { WAIT_FLAGS, WAIT_HELP, formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
 const program = new Command('pgmaestro')
@@ -62,16 +63,19 @@ program
 program
   .command('up')
   .option('-c, --config <file>', 'cluster configuration')
+  .option(WAIT_FLAGS, WAIT_HELP)
   .description('provision what is missing, start all, wait until healthy')
-  .action(async (o: { config?: string }) => {
+  .action(async (o: { config?: string; wait?: string | boolean }) => {
     const cfg = loadConfig(resolveConfigPath(o.config));
-    if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
-    const ctx = await openCluster(cfg);
-    await up(ctx, say);
-    const d = await ensureDaemon(ctx);
-    say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
-    say('');
-    say(formatStatus(await clusterStatus(ctx)));
+    await withLocks(lockManager(cfg), ['cluster'], 'pgmaestro up', parseWait(o.wait), async () => {
+      if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
+      const ctx = await openCluster(cfg);
+      await up(ctx, say);
+      const d = await ensureDaemon(ctx);
+      say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
+      say('');
+      say(formatStatus(await clusterStatus(ctx)));
+    });
   });
 
 program
@@ -88,10 +92,11 @@ program
 program
   .command('down')
   .option('-c, --config <file>', 'cluster configuration')
+  .option(WAIT_FLAGS, WAIT_HELP)
   .description('stop everything, keep data')
-  .action(async (o: { config?: string }) => {
+  .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-    await down(ctx, say);
+    await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
   });
 
 registerBackupCommands(program);
