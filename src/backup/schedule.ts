@@ -5,6 +5,10 @@ import { expire } from './expire.js';
 import { hotBackup } from './physical.js';
 import { Repository } from './repository.js';
 import { formatBytes } from '../util/format.js';
+import { withLocks } from '../cluster/lock.js';
+
+/** How long a scheduled backup waits for a backup (or expiry) someone started by hand. */
+const SCHEDULED_WAIT_MS = 3 * 3600_000;
 
 /**
  * The daemon's backup policy: the configured cron schedules for full and
@@ -44,9 +48,13 @@ export class BackupScheduler {
       let repo: Repository | null = null;
       try {
         repo = await Repository.open(this.ctx);
-        if (kind === 'incr' && !(await repo.list()).some((b) => b.type === 'full')) kind = 'full';
-        const b = await hotBackup(this.ctx, repo, { type: kind, quiet: true });
-        const e = await expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false });
+        const r = repo;
+        if (kind === 'incr' && !(await r.list()).some((x) => x.type === 'full')) kind = 'full';
+        // a backup taken by hand meanwhile finishes first; this one then follows it
+        const { b, e } = await withLocks(this.ctx.locks, ['repository'], `daemon: scheduled ${kind} backup`, SCHEDULED_WAIT_MS, async () => {
+          const taken = await hotBackup(this.ctx, r, { type: kind, quiet: true });
+          return { b: taken, e: await expire(r, this.ctx.cfg.backup.retentionMs, { dryRun: false }) };
+        });
         return this.say(
           `scheduled ${b.type} backup ${b.id} from ${b.node}: ${formatBytes(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
         );

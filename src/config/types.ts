@@ -14,6 +14,8 @@ export interface NodeConfig {
   readonly priority: number;
   /** Where the node's override file is (whether or not it exists). */
   readonly overrideFile: string;
+  /** The settings that came from the override file (they win over the inline ones). */
+  readonly overrideKeys: readonly string[];
   readonly vipInterface: string | null;
 }
 
@@ -47,8 +49,10 @@ export interface HaConfig {
 
 export interface ClusterConfig {
   readonly file: string;
-  /** Directory of the config file; the cluster's own files live under it. */
+  /** Directory of the config file. */
   readonly dir: string;
+  /** Directory of the cluster's own files (`home`, default `dir`); relative data directories and the repository resolve against it. */
+  readonly home: string;
   readonly cluster: string;
   readonly initialPrimary: string;
   readonly clients: readonly string[];
