@@ -43,7 +43,7 @@ export class S3Storage implements Storage {
       maxAttempts: 4,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: s.timeoutMs, requestTimeout: s.timeoutMs },
+      requestHandler: { connectionTimeout: s.timeoutMs, requestTimeout: s.timeoutMs, throwOnRequestTimeout: true },
     });
   }
 
