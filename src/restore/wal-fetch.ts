@@ -20,8 +20,9 @@ import type { RestoreTarget } from './plan.js';
  * file or a log.
  *
  * What is spooled: every history file, and the segments on the newest
- * timeline's history from the base backup's start up to the target (or
- * the end of the archive), then — when the archive reaches it without a
+ * timeline's history from the base backup's start up to the target (an
+ * LSN's segment and the next; for a time, until a segment archived five
+ * minutes past it; else the end of the archive), then — when the archive reaches it without a
  * gap — the segment in progress, zero-padded.
  */
 export async function spoolWal(repo: Repository, from: { lsn: string; timeline: number }, target: RestoreTarget, dir: string, owner: RunAs): Promise<{ files: number; bytes: number; last: string | null }> {
@@ -62,7 +63,9 @@ export async function spoolWal(repo: Repository, from: { lsn: string; timeline: 
   const spans = timelineSpans(newest, histories.get(newest) ?? null);
   const byName = new Map(segs.map((e) => [e.name, e]));
   const stopLsn = target.kind === 'lsn' ? parseLsn(target.lsn) : null;
-  const stopTime = target.kind === 'time' ? target.time.toISOString() : null;
+  // A time target is reached only at a commit after it, and a segment archived after the target may still
+  // hold only earlier records: so fetch until a segment archived well (5 min) past the target.
+  const stopTime = target.kind === 'time' ? new Date(target.time.getTime() + 300_000).toISOString() : null;
   let last: string | null = null;
   for (let n = segnoOf(parseLsn(from.lsn), segmentSize); ; n++) {
     const name = segmentName(timelineOfSegment(spans, n, segmentSize), n, segmentSize);
@@ -77,7 +80,7 @@ export async function spoolWal(repo: Repository, from: { lsn: string; timeline: 
     }
     await write(name, archivedReader(repo, e));
     last = name;
-    if (stopLsn !== null && (n + 1n) * BigInt(segmentSize) > stopLsn) break;
+    if (stopLsn !== null && n * BigInt(segmentSize) > stopLsn) break; // the target's segment and the next (a record may cross into it)
     if (stopTime !== null && e.archived_at > stopTime) break;
   }
   return { files, bytes, last };

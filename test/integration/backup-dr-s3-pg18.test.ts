@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { TestCluster, cli } from '../helpers/cluster.js';
+import { TestCluster } from '../helpers/cluster.js';
 import { CLI } from '../helpers/paths.js';
 import { backup, dropRestore, fingerprint, list, restoreTo } from '../helpers/backup.js';
 import { S3Server, useS3 } from '../helpers/s3.js';
@@ -89,7 +89,7 @@ test('one flipped byte in a data file, files.json, backup_manifest or backup.jso
   const [full, incr] = await list(c);
   const entriesOf = (id: string) => (JSON.parse(fs.readFileSync(objectFile(`backups/${id}/files.json`), 'utf8')) as { entries: { kind: string; stored: string; size: number }[] }).entries;
   // the full's data file that the incremental's INCREMENTAL file is rebuilt from, so the restore reads it
-  const rebuilt = new Set(entriesOf(incr.id).filter((e) => e.stored.includes('INCREMENTAL.')).map((e) => e.stored.replace('INCREMENTAL.', '')));
+  const rebuilt = new Set(entriesOf(incr.id).filter((e) => e.kind === 'file' && e.stored.includes('INCREMENTAL.')).map((e) => e.stored.replace('INCREMENTAL.', '')));
   let restoreChecks = 0;
   for (const b of [full, incr]) {
     const data = entriesOf(b.id).find((x) => x.kind === 'file' && x.size > 8192 && x.stored.includes('base/') && (b === incr || rebuilt.has(x.stored)))!;
@@ -147,7 +147,7 @@ test('s3 stops answering during a backup: it fails cleanly; the archiver waits, 
 test('wrong credentials or a missing bucket: one sentence saying so', async () => {
   const original = fs.readFileSync(c.file, 'utf8');
   try {
-    const wrong = s3.credentials(path.join(c.dir, 'secrets'), 'S3RVER', 'not-the-secret');
+    const wrong = s3.credentials(path.join(c.dir, 'secrets'), 'NOT-A-KEY', 'not-the-secret');
     fs.writeFileSync(c.file, original.replace(/credentials_file: \S+/, `credentials_file: ${wrong}`));
     const r1 = await c.run('backup', 'list');
     assert.equal(r1.code, 1);
@@ -189,10 +189,7 @@ test('the disaster: every postmaster and the daemon killed, every data directory
   assert.ok(due.length > 50, `rows were committed before the kill (${due.length})`);
   const lost = due.filter((x) => !have.has(x.n));
   assert.deepEqual(lost, [], `every row committed more than 2 s before the kill is restored (${have.size} restored, ${committed.length} committed)`);
-  const idx = await c.sql<{ n: string }>(PORT + 53, "CREATE EXTENSION IF NOT EXISTS amcheck; SELECT count(bt_index_check(c.oid, true))::text AS n FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND c.relkind = 'i' AND c.relpersistence <> 't'").catch(async () => {
-    await c.sql(PORT + 53, 'CREATE EXTENSION IF NOT EXISTS amcheck');
-    return c.sql<{ n: string }>(PORT + 53, "SELECT count(bt_index_check(c.oid, true))::text AS n FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND c.relkind = 'i' AND c.relpersistence <> 't'");
-  });
-  assert.ok(Number(idx.at(-1)?.n) > 10, 'amcheck ran on the indexes');
-  void cli;
+  await c.sql(PORT + 53, 'CREATE EXTENSION IF NOT EXISTS amcheck');
+  const idx = await c.sql<{ n: string }>(PORT + 53, "SELECT count(bt_index_check(c.oid, true))::text AS n FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND c.relkind = 'i' AND c.relpersistence <> 't'");
+  assert.ok(Number(idx[0].n) > 10, 'amcheck ran on every btree index and found nothing');
 });
