@@ -29,12 +29,30 @@ const PART_SIZE = 8 << 20;
  * with backoff by the client. Credentials come from `credentialsFile` or the
  * environment and never appear in a message, a process list or a log.
  */
+/**
+ * The AWS SDK warns on every process that Node.js 20 will lose support in its
+ * later releases; pgmaestro supports Node 20 and prints one sentence per
+ * error, so that notice is dropped (once, process-wide).
+ */
+let warningFiltered = false;
+function dropSdkNodeWarning(): void {
+  if (warningFiltered) return;
+  warningFiltered = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+    const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
+    if (type === 'NodeVersionSupportWarning' || (warning instanceof Error && warning.name === 'NodeVersionSupportWarning')) return;
+    emit(warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+
 export class S3Storage implements Storage {
   readonly location: string;
   private readonly client: S3Client;
 
   constructor(readonly s: S3Settings) {
     this.location = `s3://${s.bucket}${s.prefix ? `/${s.prefix}` : ''}`;
+    dropSdkNodeWarning();
     this.client = new S3Client({
       region: s.region,
       endpoint: s.endpoint,
