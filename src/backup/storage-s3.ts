@@ -1,3 +1,4 @@
+import './quiet-sdk.js';
 import fs from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -29,30 +30,12 @@ const PART_SIZE = 8 << 20;
  * with backoff by the client. Credentials come from `credentialsFile` or the
  * environment and never appear in a message, a process list or a log.
  */
-/**
- * The AWS SDK warns on every process that Node.js 20 will lose support in its
- * later releases; pgmaestro supports Node 20 and prints one sentence per
- * error, so that notice is dropped (once, process-wide).
- */
-let warningFiltered = false;
-function dropSdkNodeWarning(): void {
-  if (warningFiltered) return;
-  warningFiltered = true;
-  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
-  process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
-    const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
-    if (type === 'NodeVersionSupportWarning' || (warning instanceof Error && warning.name === 'NodeVersionSupportWarning')) return;
-    emit(warning, ...rest);
-  }) as typeof process.emitWarning;
-}
-
 export class S3Storage implements Storage {
   readonly location: string;
   private readonly client: S3Client;
 
   constructor(readonly s: S3Settings) {
     this.location = `s3://${s.bucket}${s.prefix ? `/${s.prefix}` : ''}`;
-    dropSdkNodeWarning();
     this.client = new S3Client({
       region: s.region,
       endpoint: s.endpoint,
@@ -196,8 +179,9 @@ export class S3Storage implements Storage {
 function s3Error(s: S3Storage, rel: string, err: unknown): PgmError {
   if (err instanceof PgmError) return err;
   const e = err as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-  const code = e.Code ?? e.name ?? e.code ?? '';
   const status = e.$metadata?.httpStatusCode;
+  const named = e.Code ?? e.name ?? e.code ?? '';
+  const code = named && named !== 'Unknown' ? named : status ? `HTTP ${status}` : '';
   const where = s.s.endpoint ?? `AWS (${s.s.region})`;
   if (code === 'NoSuchBucket' || (rel === 'open' && status === 404)) {
     return new PgmError('repository.invalid', `the S3 bucket ${s.s.bucket} does not exist at ${where}.`, {
