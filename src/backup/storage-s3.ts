@@ -1,8 +1,7 @@
 import './quiet-sdk.js';
 import fs from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { PgmError } from '../errors.js';
 import { eachLimited, missingFile, type RawWriter, type Storage } from './storage.js';
 
@@ -20,6 +19,8 @@ export interface S3Settings {
   readonly timeoutMs: number;
 }
 
+type Sdk = typeof import('@aws-sdk/client-s3') & { Upload: typeof import('@aws-sdk/lib-storage').Upload };
+
 /** Parts of a multipart upload; at most two in flight per file, so memory stays at ~3 parts per open file. */
 const PART_SIZE = 8 << 20;
 
@@ -32,20 +33,30 @@ const PART_SIZE = 8 << 20;
  */
 export class S3Storage implements Storage {
   readonly location: string;
-  private readonly client: S3Client;
+  private sdkLoaded: Promise<Sdk> | null = null;
+  private client!: S3Client;
 
   constructor(readonly s: S3Settings) {
     this.location = `s3://${s.bucket}${s.prefix ? `/${s.prefix}` : ''}`;
-    this.client = new S3Client({
-      region: s.region,
-      endpoint: s.endpoint,
-      forcePathStyle: s.pathStyle,
-      credentials: s.credentialsFile ? readCredentials(s.credentialsFile) : undefined,
-      maxAttempts: 4,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: s.timeoutMs, requestTimeout: s.timeoutMs, throwOnRequestTimeout: true },
-    });
+  }
+
+  /** The SDK is loaded on first use: it costs a third of a second, which commands without S3 should not pay. */
+  private sdk(): Promise<Sdk> {
+    return (this.sdkLoaded ??= (async () => {
+      const [s3, storage] = await Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/lib-storage')]);
+      const s = this.s;
+      this.client = new s3.S3Client({
+        region: s.region,
+        endpoint: s.endpoint,
+        forcePathStyle: s.pathStyle,
+        credentials: s.credentialsFile ? readCredentials(s.credentialsFile) : undefined,
+        maxAttempts: 4,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        requestHandler: { connectionTimeout: s.timeoutMs, requestTimeout: s.timeoutMs, throwOnRequestTimeout: true },
+      });
+      return { ...s3, Upload: storage.Upload };
+    })());
   }
 
   private key(rel: string): string {
@@ -58,27 +69,30 @@ export class S3Storage implements Storage {
   }
 
   async check(): Promise<void> {
-    await this.call('open', () => this.client.send(new HeadBucketCommand({ Bucket: this.s.bucket })));
+    const sdk = await this.sdk();
+    await this.call('open', () => this.client.send(new sdk.HeadBucketCommand({ Bucket: this.s.bucket })));
   }
 
   async exists(rel: string): Promise<boolean> {
+    const sdk = await this.sdk();
     try {
-      await this.call(rel, () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) })));
+      await this.call(rel, () => this.client.send(new sdk.HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) })));
       return true;
     } catch (err) {
       if (!(err instanceof PgmError && err.code === 'repository.missing')) throw err;
     }
-    const r = await this.call(rel, () => this.client.send(new ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: `${this.key(rel)}/`, MaxKeys: 1 })));
+    const r = await this.call(rel, () => this.client.send(new sdk.ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: `${this.key(rel)}/`, MaxKeys: 1 })));
     return (r.KeyCount ?? 0) > 0;
   }
 
   async list(rel: string): Promise<string[]> {
+    const sdk = await this.sdk();
     const base = this.key(rel);
     const prefix = base === '' ? '' : `${base}/`;
     const names = new Set<string>();
     let token: string | undefined;
     do {
-      const r = await this.call(rel, () => this.client.send(new ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token })));
+      const r = await this.call(rel, () => this.client.send(new sdk.ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token })));
       for (const p of r.CommonPrefixes ?? []) if (p.Prefix) names.add(p.Prefix.slice(prefix.length).replace(/\/$/, ''));
       for (const o of r.Contents ?? []) if (o.Key) names.add(o.Key.slice(prefix.length));
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
@@ -89,11 +103,12 @@ export class S3Storage implements Storage {
 
   /** Every object key below `rel`, relative to it. */
   private async listDeep(rel: string): Promise<string[]> {
+    const sdk = await this.sdk();
     const prefix = `${this.key(rel)}/`;
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const r = await this.call(rel, () => this.client.send(new ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: prefix, ContinuationToken: token })));
+      const r = await this.call(rel, () => this.client.send(new sdk.ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: prefix, ContinuationToken: token })));
       for (const o of r.Contents ?? []) if (o.Key) out.push(o.Key);
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
@@ -101,18 +116,21 @@ export class S3Storage implements Storage {
   }
 
   async read(rel: string): Promise<Buffer> {
-    const r = await this.call(rel, () => this.client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) })));
+    const sdk = await this.sdk();
+    const r = await this.call(rel, () => this.client.send(new sdk.GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) })));
     return this.call(rel, async () => Buffer.from(await r.Body!.transformToByteArray()));
   }
 
   async put(rel: string, data: Buffer | string): Promise<void> {
+    const sdk = await this.sdk();
     const body = typeof data === 'string' ? Buffer.from(data) : data;
-    await this.call(rel, () => this.client.send(new PutObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel), Body: body, ContentLength: body.length })));
+    await this.call(rel, () => this.client.send(new sdk.PutObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel), Body: body, ContentLength: body.length })));
   }
 
   async writer(rel: string): Promise<RawWriter> {
+    const sdk = await this.sdk();
     const body = new PassThrough({ highWaterMark: 1 << 20 });
-    const upload = new Upload({ client: this.client, params: { Bucket: this.s.bucket, Key: this.key(rel), Body: body }, partSize: PART_SIZE, queueSize: 2, leavePartsOnError: false });
+    const upload = new sdk.Upload({ client: this.client, params: { Bucket: this.s.bucket, Key: this.key(rel), Body: body }, partSize: PART_SIZE, queueSize: 2, leavePartsOnError: false });
     let failure: unknown = null;
     const done = upload.done().catch((err: unknown) => {
       failure = err;
@@ -146,7 +164,8 @@ export class S3Storage implements Storage {
   }
 
   async *reader(rel: string): AsyncIterable<Buffer> {
-    const r = await this.call(rel, () => this.client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) })));
+    const sdk = await this.sdk();
+    const r = await this.call(rel, () => this.client.send(new sdk.GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) })));
     const body = r.Body as Readable;
     try {
       for await (const chunk of body) yield chunk as Buffer;
@@ -156,14 +175,15 @@ export class S3Storage implements Storage {
   }
 
   async remove(rel: string): Promise<void> {
+    const sdk = await this.sdk();
     const keys = [this.key(rel), ...(await this.listDeep(rel))];
     await eachLimited(keys, 16, async (Key) => {
-      await this.call(rel, () => this.client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key })));
+      await this.call(rel, () => this.client.send(new sdk.DeleteObjectCommand({ Bucket: this.s.bucket, Key })));
     });
   }
 
   async close(): Promise<void> {
-    this.client.destroy();
+    if (this.sdkLoaded && (await this.sdkLoaded.catch(() => null))) this.client.destroy();
   }
 
   /** Runs one request; turns what S3 answered (or did not) into one sentence. */

@@ -144,7 +144,7 @@ export interface StoredCheck {
  * got must discard it), then decompressed by its suffix.
  */
 export function verifiedReader(storage: Storage, rel: string, check: StoredCheck, what: string): AsyncIterable<Buffer> {
-  return decodeStored(kindOfStored(rel), checkedBytes(storage, rel, check, what), what);
+  return decodeStored(kindOfStored(rel), checkedBytes(storage, rel, check, what), `${what} is damaged: ${check.stored}`);
 }
 
 async function* checkedBytes(storage: Storage, rel: string, check: StoredCheck, what: string): AsyncGenerator<Buffer> {

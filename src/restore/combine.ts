@@ -78,7 +78,8 @@ export async function reconstructFile(chain: readonly ChainMember[], rel: string
       if (batch.length === WRITE_BLOCKS) await out.write(Buffer.concat(batch.splice(0)));
     }
     if (batch.length > 0) await out.write(Buffer.concat(batch));
-    await cursors[NEWEST].finish();
+    // every source read is read to its end, so its checksum (checked at the end) covers the blocks taken from it
+    for (const [s, c] of cursors.entries()) if (s === NEWEST || used.has(s)) await c.finish();
     return plan.lengthBlocks * BLCKSZ;
   } finally {
     await Promise.allSettled(cursors.map((c) => c.close()));
@@ -187,7 +188,9 @@ function fullCursor(open: () => AsyncIterable<Buffer>): BlockCursor {
       const page = await reader.read(BLCKSZ);
       return page.length === BLCKSZ ? page : null;
     },
-    async finish() {},
+    async finish() {
+      if (reader) while ((await reader.skip(1 << 24)) > 0);
+    },
     close: async () => reader?.close(),
   };
 }
