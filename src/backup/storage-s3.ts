@@ -216,7 +216,7 @@ function s3Error(s: S3Storage, rel: string, err: unknown): PgmError {
       cause: err,
     });
   }
-  return new PgmError('repository.unreachable', `S3 at ${where} did not complete a request for ${s.location}/${rel}: ${code || 'error'}${e.message && e.message !== code ? ` (${e.message.replace(/\.$/, '')})` : ''}.`, {
+  return new PgmError('repository.unreachable', `S3 at ${where} did not complete a request for ${rel === 'open' ? s.location : `${s.location}/${rel}`}: ${code || 'error'}${e.message && e.message !== code ? ` (${e.message.replace(/\.$/, '')})` : ''}.`, {
     hint: 'check that the S3 endpoint is up and reachable; the WAL archiver retries by itself, a backup can be run again.',
     cause: err,
   });

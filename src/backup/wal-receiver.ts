@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { writeFileAtomic } from '../util/fsx.js';

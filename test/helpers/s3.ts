@@ -71,6 +71,6 @@ function listening(port: number): Promise<boolean> {
 
 /** Points a cluster's pgmaestro.yaml at an S3 repository. */
 export function useS3(file: string, s3: S3Server, bucket: string, prefix: string, credentials: string, extra = ''): void {
-  const text = fs.readFileSync(file, 'utf8').replace(/repository: \S+/, `repository: s3://${bucket}/${prefix}\n  s3:\n    endpoint: ${s3.endpoint}\n    credentials_file: ${credentials}\n    path_style: true\n    timeout: 3s${extra}`);
+  const text = fs.readFileSync(file, 'utf8').replace(/repository: \S+/, `repository: s3://${bucket}/${prefix}\n  s3:\n    endpoint: ${s3.endpoint}\n    credentials_file: ${credentials}\n    path_style: true\n    timeout: 8s${extra}`);
   fs.writeFileSync(file, text);
 }
