@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { PgmError } from '../errors.js';
 import type { Lsn } from '../postgres/lsn.js';
 import type { Repository } from './repository.js';
-import { storedWriter, verifiedReader } from './stored-file.js';
+import { storedWriter, verifiedReader, type StoredResult } from './stored-file.js';
 import type { WalEntry } from './types.js';
 import { checkContinuity, type Continuity, type WalPoint } from './wal-continuity.js';
 import { historyTimeline, isPowerOfTwo, isWalFileName, parseSegmentName, segmentStartLsn } from './wal-names.js';
@@ -56,10 +56,14 @@ export async function storeSegment(repo: Repository, name: string, data: WalData
     await w.abort();
     throw err;
   }
-  const r = await w.end();
+  return { entry: await writeRecord(repo, name, await w.end()), created: true };
+}
+
+/** The record that makes a stored file count as archived. */
+export async function writeRecord(repo: Repository, name: string, r: StoredResult): Promise<WalEntry> {
   const entry: WalEntry = { name, stored: r.stored.replace(/^wal\//, ''), sha256: r.sha256, size: r.size, archived_at: new Date().toISOString() };
   await repo.storage.put(`wal/${name}.json`, JSON.stringify(entry) + '\n');
-  return { entry, created: true };
+  return entry;
 }
 
 /** The archived file's record, or null when `name` is not archived. */
@@ -153,11 +157,11 @@ function oldestSegment(names: readonly string[], segmentSize: number): WalPoint 
 }
 
 /** Stored copies of `name` (any compression) without a record: leftovers of an interrupted store. */
-async function removeUnrecorded(repo: Repository, name: string): Promise<void> {
+export async function removeUnrecorded(repo: Repository, name: string): Promise<void> {
   for (const f of [name, `${name}.gz`, `${name}.lz4`, `${name}.zst`]) if (await repo.storage.exists(`wal/${f}`)) await repo.storage.remove(`wal/${f}`);
 }
 
-async function assertSameContent(repo: Repository, existing: WalEntry, sha256: string, size: number): Promise<void> {
+export async function assertSameContent(repo: Repository, existing: WalEntry, sha256: string, size: number): Promise<void> {
   const hash = crypto.createHash('sha256');
   let got = 0;
   for await (const c of archivedReader(repo, existing)) {

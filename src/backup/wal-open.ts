@@ -59,6 +59,8 @@ export async function openSegments(repo: Repository): Promise<OpenSegment[]> {
 export class OpenSegmentWriter {
   private chunks: OpenChunk[] = [];
   private size = 0;
+  /** How far an earlier session's record reaches (read once): this one's replaces it only once it covers more. */
+  private earlier: OpenSegment | null | undefined = undefined;
   private readonly session = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 
   constructor(
@@ -81,11 +83,14 @@ export class OpenSegmentWriter {
     await this.repo.storage.put(`wal/open/${this.segment}/${name}`, data);
     this.chunks.push({ name, offset: this.size, size: data.length, sha256: crypto.createHash('sha256').update(data).digest('hex') });
     this.size += data.length;
-    const stored = await readOpen(this.repo, this.segment);
-    if (stored && stored.size > this.size) return; // an earlier session got further; keep its record until this one passes it
+    if (this.earlier === undefined) this.earlier = await readOpen(this.repo, this.segment);
+    if (this.earlier && this.earlier.size > this.size) return; // an earlier session got further; keep its record until this one passes it
     const rec: OpenSegment = { segment: this.segment, timeline: this.timeline, segment_size: this.segmentSize, size: this.size, chunks: this.chunks, flushed_at: new Date().toISOString() };
     await this.repo.storage.put(`wal/open/${this.segment}.json`, JSON.stringify(rec) + '\n');
-    if (stored && stored.chunks.some((c) => !c.name.startsWith(this.session))) await removeChunks(this.repo, this.segment, new Set(this.chunks.map((c) => c.name)));
+    if (this.earlier) {
+      await removeChunks(this.repo, this.segment, new Set(this.chunks.map((c) => c.name)));
+      this.earlier = null;
+    }
   }
 }
 
@@ -100,7 +105,7 @@ async function removeChunks(repo: Repository, segment: string, keep: ReadonlySet
 }
 
 /** The open segment's bytes, each chunk checked against its checksum, zero-padded to the segment size. */
-export async function* openSegmentBytes(repo: Repository, rec: OpenSegment): AsyncGenerator<Buffer> {
+export async function* openSegmentBytes(repo: Repository, rec: OpenSegment, pad = true): AsyncGenerator<Buffer> {
   let at = 0;
   for (const c of rec.chunks) {
     if (c.offset !== at) throw damagedOpen(rec.segment, `chunk ${c.name} starts at ${c.offset}, not ${at}`);
@@ -109,7 +114,7 @@ export async function* openSegmentBytes(repo: Repository, rec: OpenSegment): Asy
     at += data.length;
     yield data;
   }
-  for (let left = rec.segment_size - at; left > 0; ) {
+  for (let left = pad ? rec.segment_size - at : 0; left > 0; ) {
     const n = Math.min(left, 1 << 20);
     yield Buffer.alloc(n);
     left -= n;

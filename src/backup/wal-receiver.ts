@@ -9,8 +9,7 @@ import type { TimelineEnd, WalStream } from '../protocol/wal-stream.js';
 import { Repository } from './repository.js';
 import { readRecord, removeWalLeftovers, storeSegment } from './wal-archive.js';
 import { recordGap, type WalGap } from './wal-gaps.js';
-import { OpenSegmentWriter, dropOpen } from './wal-open.js';
-import { SpoolSegment } from './wal-spool.js';
+import { SegmentSink } from './wal-segment.js';
 import { resumePoint, type WalPoint } from './wal-continuity.js';
 import { formatBytes } from '../util/format.js';
 import { floorToSegment, historyName, parseSizeSetting, timelineSpans, type TimelineSpan } from './wal-names.js';
@@ -61,11 +60,16 @@ export function archiverStateFile(ctx: ClusterContext): string {
  *   requests a reply: the server keeps WAL by whole segments, so that
  *   segment stays. Answering so matters: a primary's shutdown waits until
  *   every walsender's client confirmed all WAL.)
- * - A segment is archived whole or not at all. The segment in progress is
- *   streamed to disk (`wal/<name>.partial` under the storage's temporary
- *   name) rather than held in memory, so memory stays bounded whatever
- *   `wal_segment_size` is (up to 1 GiB); an interrupted segment is simply
- *   streamed again from its start.
+ * - A segment is archived whole or not at all: its bytes stream into the
+ *   repository's file for it, which becomes visible only once complete. The
+ *   segment in progress is also stored, as chunks, every
+ *   `backup.wal_flush_interval` (wal-open.ts, wal-segment.ts), so a restore
+ *   after losing every server has all but the last second or so; an
+ *   interrupted segment is simply streamed again from its start. Memory
+ *   stays bounded whatever `wal_segment_size` is.
+ * - A start past the end of the archive (the server removed WAL the archive
+ *   never had) is a WAL gap: recorded (wal-gaps.ts), logged, and `onGap`
+ *   is called so the daemon takes a full backup at once.
  * - Timelines are followed: at the end of a timeline the history file of the
  *   next one is archived, the old timeline's last segment is kept as
  *   `<segment>.partial` (PostgreSQL's convention; recovery reads that segment
@@ -227,7 +231,7 @@ export class WalArchiver {
     let serverEnd: Lsn = at.lsn;
     let caughtUpAt = new Date().toISOString();
     let lastStatus = Date.now();
-    let sink: { spool: SpoolSegment; open: OpenSegmentWriter; start: Lsn } | null = null;
+    let sink: { seg: SegmentSink; start: Lsn } | null = null;
     let flushing: Promise<void> = Promise.resolve();
     let flushError: unknown = null;
     const status = async (): Promise<void> => {
@@ -240,12 +244,12 @@ export class WalArchiver {
       (flushing = flushing.then(async () => {
         const s = sink;
         try {
-          if (s && s.spool.size > s.open.flushed) await s.open.append(s.spool.read(s.open.flushed, s.spool.size));
+          await s?.seg.flush();
         } catch (err) {
           flushError ??= err;
           return;
         }
-        const durable = s ? s.start + BigInt(s.open.flushed) : pos;
+        const durable = s ? s.start + BigInt(s.seg.flushed) : pos;
         if (durable >= serverEnd) caughtUpAt = new Date().toISOString();
         this.writeState({ node: nodeName, timeline: at.timeline, archived_lsn: formatLsn(durable), server_lsn: formatLsn(serverEnd > durable ? serverEnd : durable), caught_up_at: caughtUpAt, updated_at: new Date().toISOString() });
       }));
@@ -276,18 +280,16 @@ export class WalArchiver {
           if (!sink) {
             const name = walFileName(at.timeline, pos, segmentSize);
             await this.refuseEndedTimeline(repo, name);
-            sink = { spool: SpoolSegment.create(this.spoolDir(), name), open: new OpenSegmentWriter(repo, name, at.timeline, segmentSize), start: segStart };
+            sink = { seg: await SegmentSink.start(repo, name, at.timeline, segmentSize), start: segStart };
           }
-          sink.spool.write(data.subarray(0, n));
+          await sink.seg.write(data.subarray(0, n));
           data = data.subarray(n);
           pos += BigInt(n);
           if (pos === segEnd) {
             const done = sink;
             await flushing;
             sink = null;
-            const out = await storeSegment(repo, done.spool.name, () => done.spool.chunks());
-            await dropOpen(repo, done.spool.name);
-            done.spool.remove();
+            const out = await done.seg.finish();
             flushed = pos;
             this.log(out.created ? `archived ${out.entry.name} (${formatBytes(out.entry.size)}) at ${formatLsn(pos)}.` : `${out.entry.name} was already archived with the same content.`);
             await status();
@@ -298,16 +300,14 @@ export class WalArchiver {
       await flushOpen();
       const end = stream.timelineEnd;
       if (this.stopping || !end) {
-        if (sink) this.log(`stopped at ${formatLsn(pos)}; ${sink.spool.name} is durable up to ${formatBytes(sink.open.flushed)} and will be streamed again from its start.`);
+        if (sink) this.log(`stopped at ${formatLsn(pos)}; ${sink.seg.name} is durable up to ${formatBytes(sink.seg.flushed)} and will be streamed again from its start.`);
         return null;
       }
       // the timeline ended inside this segment: keep what it has, under PostgreSQL's name for it
       if (sink) {
         const done = sink;
         sink = null;
-        const out = await storeSegment(repo, `${done.spool.name}.partial`, () => done.spool.chunks());
-        await dropOpen(repo, done.spool.name);
-        done.spool.remove();
+        const out = await done.seg.finishPartial();
         this.log(`archived ${out.entry.name} (${formatBytes(out.entry.size)}), the end of timeline ${at.timeline} at ${formatLsn(end.startLsn)}.`);
       }
       return end;
@@ -315,13 +315,9 @@ export class WalArchiver {
       clearInterval(ticker);
       clearInterval(watch);
       await flushing.catch(() => undefined);
-      sink?.spool.remove();
+      await sink?.seg.abort();
       this.stream = null;
     }
-  }
-
-  private spoolDir(): string {
-    return path.join(this.ctx.paths.stateDir, 'wal-spool');
   }
 
   private writeState(st: ArchiverState): void {
