@@ -101,8 +101,6 @@ try {
     fs.chmodSync(sock, 0o777);
     const c = cluster('pg15', 13600, scale, PG15, `\n    unix_socket_directories: '${sock}'`);
     clusters.push(c.file);
-    fs.appendFileSync(path.join(c.dataDir, 'pg_hba.conf'), 'local all postgres scram-sha-256\n');
-    psql(13600, c.passfile, 'SELECT pg_reload_conf()');
     console.log(`\nPostgreSQL 15, pgbench -i -s ${scale} (${mib(du(c.dataDir))} data directory); best of the runs shown, caches dropped before each:`);
 
     setBackup(c, 'none', 2);
@@ -128,6 +126,8 @@ try {
     psql(13600, c.passfile, "ALTER SYSTEM SET archive_command = '/bin/true'");
     cli('down', '-c', c.file);
     cli('up', '-c', c.file);
+    fs.appendFileSync(path.join(c.dataDir, 'pg_hba.conf'), 'local all postgres scram-sha-256\n');
+    psql(13600, c.passfile, 'SELECT pg_reload_conf()');
     pgbr('stanza-create');
     const peer: Record<string, { secs: number; size: number }> = {};
     for (const type of ['none', 'lz4', 'zst']) {

@@ -33,11 +33,13 @@ export interface HotBackupOptions {
 export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: HotBackupOptions): Promise<BackupInfo> {
   const secrets = requireSecrets(ctx);
 
+  const phases = new Phases();
   // 1. choose the source node and, for an incremental, check it can take one
   const source = await chooseSource(ctx, secrets, opts.from);
   if (opts.type === 'incr') checkIncrementalSupport(source);
   if (!source.isPrimary) await freshRestartpoint(ctx, secrets, source);
 
+  phases.mark('source chosen');
   // 2. start the backup in its folder (it counts only once its marker is written)
   const { id, dir } = await repo.begin(opts.type);
   const ending = new FileEnds();
@@ -47,6 +49,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
   let done = 0;
   let total: number | null = null;
 
+  phases.mark('begun (leftovers removed)');
   // 3. stream every archive and the manifest into the repository
   const conn = await ReplicationConnection.connect({
     host: source.node.replication,
@@ -71,6 +74,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
       { label: `pgmaestro ${opts.type} ${id}`, checkpoint: 'fast', wal: true, progress: true, manifest: true, manifestChecksums: 'CRC32C', incremental: parent !== null },
       {
         start(info) {
+          phases.mark('backup started on the server (checkpoint done)');
           const kb = info.tablespaces.map((t) => t.sizeKb ?? 0);
           total = kb.reduce((a, b) => a + b, 0) * 1024;
         },
@@ -96,7 +100,9 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
         },
       },
     );
+    phases.mark('streamed (BASE_BACKUP: checkpoint, archives, manifest)');
     await ending.done();
+    phases.mark('last files completed');
   } catch (err) {
     conn.destroy();
     await ending.done().catch(() => undefined);
@@ -134,8 +140,13 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
     system_identifier: systemId,
     manifest_sha256: sha256(manifest),
   };
+  phases.mark('catalog checked against the manifest');
   await repo.storage.syncDeferred(); // every file durable before the marker says the backup exists
-  return repo.complete(info, catalog);
+  phases.mark(`files fsynced (${files.length})`);
+  const completed = await repo.complete(info, catalog);
+  phases.mark('catalog and marker written');
+  phases.report(`backup ${id}`);
+  return completed;
 }
 
 /**
@@ -204,4 +215,18 @@ export async function readManifest(repo: Repository, b: BackupInfo): Promise<Buf
     });
   }
   return m;
+}
+
+/** With PGMAESTRO_TIMING set, where a backup's time went, one line per step on stderr (issue 19's breakdown). */
+class Phases {
+  private last = performance.now();
+  private readonly lines: string[] = [];
+  mark(what: string): void {
+    const now = performance.now();
+    this.lines.push(`${((now - this.last) / 1000).toFixed(3).padStart(8)} s  ${what}`);
+    this.last = now;
+  }
+  report(label: string): void {
+    if (process.env.PGMAESTRO_TIMING) process.stderr.write(`${label} timing (process up ${(performance.now() / 1000).toFixed(3)} s):\n${this.lines.join('\n')}\n`);
+  }
 }

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { crc32c } from '@node-rs/crc32';
 import { PgmError } from '../errors.js';
 import { BLOCK, SUFFIX, crc32cCombine, decodeStored, kindOfStored, type Codec } from './codec.js';
 import type { CodecPool } from './codec-pool.js';
@@ -39,8 +40,10 @@ export async function storedWriter(storage: Storage, pool: CodecPool, rel: strin
   const fid = nextFid++;
   const sha = crypto.createHash('sha256');
   const pending: Promise<{ frame: Buffer; crc: number; rawLen: number } | null>[] = [];
-  let block = Buffer.allocUnsafeSlow(BLOCK);
+  // the block being filled, as the received pieces (copied once, into an exactly sized block, when it is full)
+  let parts: Buffer[] = [];
   let fill = 0;
+  let submitted = 0;
   let blocks = 0;
   let size = 0;
   let storedSize = 0;
@@ -55,7 +58,16 @@ export async function storedWriter(storage: Storage, pool: CodecPool, rel: strin
     crc = blocks++ === 0 ? r.crc : crc32cCombine(crc, r.crc, r.rawLen);
     await out.write(r.frame);
   };
+  const take = (): Buffer => {
+    const b = Buffer.allocUnsafeSlow(fill);
+    let at = 0;
+    for (const p of parts) at += p.copy(b, at);
+    parts = [];
+    fill = 0;
+    return b;
+  };
   const submit = async (raw: Buffer) => {
+    submitted++;
     if (codec.kind === 'none') {
       await out.write(raw);
       storedSize += raw.length;
@@ -84,25 +96,23 @@ export async function storedWriter(storage: Storage, pool: CodecPool, rel: strin
         size += chunk.length;
         for (let off = 0; off < chunk.length; ) {
           const n = Math.min(chunk.length - off, BLOCK - fill);
-          chunk.copy(block, fill, off, off + n);
+          parts.push(chunk.subarray(off, off + n));
           fill += n;
           off += n;
-          if (fill === BLOCK) {
-            const full = block;
-            block = Buffer.allocUnsafeSlow(BLOCK);
-            fill = 0;
-            await submit(full);
-          }
+          if (fill === BLOCK) await submit(take());
         }
       }),
     end: () =>
       guard(async () => {
-        // the last block; a compressed file always has at least one frame, so standard tools read an empty one too
-        if (fill > 0 || (codec.kind !== 'none' && size === 0)) {
-          const last = Buffer.allocUnsafeSlow(fill);
-          block.copy(last, 0, 0, fill);
-          await submit(last);
+        // an uncompressed file of one block is checksummed here: a round trip to a worker costs more than the hash
+        if (codec.kind === 'none' && submitted === 0) {
+          const raw = take();
+          await out.write(raw);
+          await out.end();
+          return { stored, size, storedSize: raw.length, sha256: crypto.createHash('sha256').update(raw).digest('hex'), crc32c: crcHex(crc32c(raw)) };
         }
+        // the last block; a compressed file always has at least one frame, so standard tools read an empty one too
+        if (fill > 0 || (codec.kind !== 'none' && size === 0)) await submit(take());
         while (pending.length > 0) await drainOne();
         let sha256: string;
         if (codec.kind === 'none') {
