@@ -13,6 +13,7 @@ import { moveVip } from '../ha/vip-hooks.js';
 import { withLocks } from '../cluster/lock.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { serveApi } from './api.js';
+import { LiveConfig } from './config-watch.js';
 import { recordEvent } from './events.js';
 
 /**
@@ -51,15 +52,17 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   // 2. the monitor, and the control socket whose commands pause it
   const monitor = new Monitor(ctx, hooks, event);
   // An operator's command takes the cluster lock (waiting as the CLI asked), then runs with the monitor paused.
-  const operator = (command: string, b: Record<string, unknown>, fn: () => Promise<string>) =>
-    withLocks(ctx.locks, ['cluster'], command, lockWait(b.wait_ms), () => monitor.exclusive(fn)).then(record);
+  // Each command runs with the configuration as it is on disk now.
+  const live = new LiveConfig(ctx, log);
+  const operator = (command: string, b: Record<string, unknown>, fn: (c: ClusterContext) => Promise<string>) =>
+    withLocks(ctx.locks, ['cluster'], command, lockWait(b.wait_ms), () => monitor.exclusive(async () => fn(await live.current()))).then(record);
   const api: http.Server = await serveApi(ctx, {
-    switchover: (b) => operator(`pgmaestro switchover --to ${String(b.to)}`, b, () => switchoverCommand(ctx, String(b.to), hooks, event)),
-    failover: (b) => operator('pgmaestro failover', b, () => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)),
-    rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, () => rejoinCommand(ctx, String(b.node), event)),
+    switchover: (b) => operator(`pgmaestro switchover --to ${String(b.to)}`, b, (c) => switchoverCommand(c, String(b.to), hooks, event)),
+    failover: (b) => operator('pgmaestro failover', b, (c) => failoverCommand(c, typeof b.to === 'string' ? b.to : null, hooks, event)),
+    rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, (c) => rejoinCommand(c, String(b.node), event)),
     restart: (b) =>
-      operator('pgmaestro restart', b, () =>
-        rollingRestart(ctx, requireSecrets(ctx), { nodes: Array.isArray(b.nodes) ? b.nodes.map(String) : [], pending: b.pending === true, primary: b.primary === 'in-place' || b.primary === 'switchover' ? b.primary : 'auto' }, hooks, event),
+      operator('pgmaestro restart', b, (c) =>
+        rollingRestart(c, requireSecrets(c), { nodes: Array.isArray(b.nodes) ? b.nodes.map(String) : [], pending: b.pending === true, primary: b.primary === 'in-place' || b.primary === 'switchover' ? b.primary : 'auto' }, hooks, event),
       ),
   });
   function lockWait(v: unknown): number | null {
@@ -91,6 +94,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   // 4. the monitor loop
   while (!stopping) {
     try {
+      monitor.useContext(await live.current());
       await monitor.cycle();
     } catch (err) {
       log(`monitor cycle failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);

@@ -42,10 +42,15 @@ export class Monitor {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly ctx: ClusterContext,
+    private ctx: ClusterContext,
     private readonly hooks: PrimaryHooks,
     private readonly event: (sentence: string) => void,
   ) {}
+
+  /** The configuration changed on disk: the next cycle decides and acts with it. */
+  useContext(ctx: ClusterContext): void {
+    this.ctx = ctx;
+  }
 
   /** Runs `fn` with the monitor paused. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
