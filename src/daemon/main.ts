@@ -10,22 +10,30 @@ import { Monitor } from '../ha/monitor.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { moveVip } from '../ha/vip-hooks.js';
 import { writeFileAtomic } from '../util/fsx.js';
+import { startConsole, type ConsoleService } from '../web/console.js';
+import { DaemonCounters } from '../web/metrics.js';
+import type { ConsoleActions } from '../web/server.js';
+import type { EndpointStat } from '../web/source.js';
 import { serveApi } from './api.js';
 import { recordEvent } from './events.js';
 
 /**
  * The long-running process of a cluster: the read-write endpoint that follows
- * the primary, the failover monitor, the WAL archiver, the backup scheduler
- * and the control socket the CLI's operator commands go through. It owns no
+ * the primary, the failover monitor, the WAL archiver, the backup scheduler,
+ * the control socket the CLI's operator commands go through, and the web
+ * console with /metrics. It owns no
  * PostgreSQL process: killing it, even with SIGKILL, leaves every database
  * running, and a new daemon picks up from the persisted cluster state.
  */
 export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+  let web: ConsoleService | null = null;
   const event = (sentence: string) => {
     recordEvent(ctx, sentence);
     log(sentence);
+    web?.refresh(); // the console shows it now, not at its next observation
   };
+  const counters = new DaemonCounters();
 
   // 1. the endpoint, pointed at the primary unless it is fenced or a promotion is pending
   const endpoint = new Endpoint({ host: ctx.cfg.endpoint.host, port: ctx.cfg.endpoint.port, log });
@@ -47,10 +55,16 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
 
   // 2. the monitor, and the control socket whose commands pause it
-  const monitor = new Monitor(ctx, hooks, event);
+  let lastCycle: { at: string; sentence: string } | null = null;
+  const monitor = new Monitor(ctx, hooks, event, { decided: (kind) => counters.decision(kind), failedOver: () => counters.failover() });
+  const switchover = (to: string) => monitor.exclusive(() => switchoverCommand(ctx, to, hooks, event)).then(record);
   const api: http.Server = await serveApi(ctx, {
-    switchover: (b) => monitor.exclusive(() => switchoverCommand(ctx, String(b.to), hooks, event)).then(record),
-    failover: (b) => monitor.exclusive(() => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)).then(record),
+    switchover: (b) => switchover(String(b.to)),
+    failover: (b) =>
+      monitor
+        .exclusive(() => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event))
+        .then(record)
+        .then((s) => (counters.failover(), s)),
     rejoin: (b) => monitor.exclusive(() => rejoinCommand(ctx, String(b.node), event)).then(record),
   });
   function record(sentence: string): string {
@@ -63,8 +77,28 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   const scheduler = new BackupScheduler(ctx, event);
   scheduler.start();
 
+  // 4. the web console and /metrics: without it the cluster is still managed, so a failure to listen is logged, not fatal
+  if (ctx.cfg.console) {
+    const actions: ConsoleActions = {
+      switchover: (to) => switchover(to),
+      backup: async (type, by) => {
+        if (scheduler.busy) throw new PgmError('usage', 'a backup is already running.', { hint: 'wait for it to finish; its result appears in the event log.' });
+        scheduler.run(type, by).catch((err: unknown) => log(`console backup: ${(err as Error).message}`));
+        return `${type === 'incr' ? 'incremental' : 'full'} backup started; its result will appear in the event log`;
+      },
+    };
+    const endpoints = (): EndpointStat[] => {
+      const s = endpoint.stats;
+      return [{ name: 'rw', address: s.address, target: s.target?.name ?? null, connections: s.active + s.connecting, waiting: s.held, bytesFromClients: s.bytesFromClients, bytesToClients: s.bytesToClients, decisions: {}, pid: process.pid }];
+    };
+    web = await startConsole(ctx, { host: ctx.cfg.console.host, port: ctx.cfg.console.port, hooks: { endpoints, monitor: () => lastCycle }, actions, counters, log }).catch((err: unknown) => {
+      log(`console not started: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+      return null;
+    });
+  }
+
   writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);
-  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}`);
+  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}${web ? `; console http://${web.address}/` : ''}`);
 
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -76,10 +110,10 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  // 4. the monitor loop
+  // 5. the monitor loop
   while (!stopping) {
     try {
-      await monitor.cycle();
+      lastCycle = { at: new Date().toISOString(), sentence: await monitor.cycle() };
     } catch (err) {
       log(`monitor cycle failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
     }
@@ -88,7 +122,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
       setTimeout(r, intervalMs);
     });
   }
-  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r))]);
+  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r)), web?.stop()]);
   try {
     if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
   } catch {

@@ -28,6 +28,14 @@ export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
   return { at: Date.now(), primary: currentPrimaryName(ctx), policy: haPolicy(ctx), nodes };
 }
 
+/** What the monitor tells the process hosting it, besides its sentences (metrics count these). */
+export interface MonitorObserver {
+  /** Every cycle's decision, by kind: none, wait, restart, fence, failover. */
+  decided?(kind: string): void;
+  /** A failover carried out to its end. */
+  failedOver?(): void;
+}
+
 /**
  * The monitor: every cycle, snapshot → decide (pure) → act, and one sentence
  * for the event log. Operator commands run through `exclusive` so a cycle
@@ -42,6 +50,7 @@ export class Monitor {
     private readonly ctx: ClusterContext,
     private readonly hooks: PrimaryHooks,
     private readonly event: (sentence: string) => void,
+    private readonly observer: MonitorObserver = {},
   ) {}
 
   /** Runs `fn` with the monitor paused. */
@@ -60,6 +69,7 @@ export class Monitor {
       const snap = await snapshot(this.ctx);
       const d = decide(snap, this.memory);
       this.memory = d.memory;
+      this.observer.decided?.(d.action.kind);
       switch (d.action.kind) {
         case 'none':
         case 'wait':
@@ -82,6 +92,7 @@ export class Monitor {
           const from = d.action.from;
           const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: d.action.to, reason: d.action.reason }, this.hooks, this.event);
           this.say(done, true);
+          this.observer.failedOver?.();
           this.memory = EMPTY_MEMORY;
           if (this.ctx.cfg.ha.autoRejoin) {
             const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
