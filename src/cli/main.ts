@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
 import { openCluster } from '../cluster/context.js';
@@ -19,10 +21,20 @@ import { formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
 const program = new Command('pgmaestro')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('PostgreSQL cluster manager: one config, streaming replicas, failover behind a stable endpoint, backups and point-in-time restore')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+/** The version in the package's own package.json (src/cli or dist/cli, two levels down). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 const say = (line: string) => process.stdout.write(line + '\n');
 const intArg = (name: string) => (v: string) => {
@@ -41,6 +53,9 @@ program
   .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string }) => {
     const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir });
     say(`wrote ${r.file} (${o.replicas + 1} nodes on ports ${r.portBase}-${r.portBase + o.replicas})`);
+    if (r.home) {
+      say(`${path.dirname(r.file)} is out of reach of the OS user that runs PostgreSQL (it cannot enter ${r.home.blocked}): the cluster's data, secrets, logs and backups will live in ${r.home.dir} (home: in the configuration).`);
+    }
     say(`start it with: pgmaestro up -c ${r.file}`);
   });
 
@@ -97,14 +112,27 @@ program
     await runDaemon(ctx);
   });
 
+/** The one place errors become output and exit statuses: one sentence, never a stack trace (unless PGMAESTRO_DEBUG is set). */
+function fail(err: unknown): never {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2); // --help, --version; or commander already printed its one line
+  try {
+    process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
+    if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  } catch {
+    // stderr is gone too
+  }
+  process.exit(exitCodeFor(err));
+}
+
+// A reader that went away (`| head`) ends the command quietly, with the status a process killed by SIGPIPE has.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(141) : fail(err)));
+}
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    if (err.exitCode === 0) process.exit(0); // --help, --version
-    process.exit(2); // commander already printed its one line
-  }
-  process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
-  if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-  process.exit(exitCodeFor(err));
+  fail(err);
 }

@@ -3,7 +3,7 @@ import type { ClusterConfig, NodeConfig } from '../config/types.js';
 import { PgmError } from '../errors.js';
 import { resolveBinaries, type Binaries } from '../postgres/binaries.js';
 import type { RunAs } from '../postgres/exec.js';
-import { resolveOsUser } from '../postgres/osuser.js';
+import { assertReachable, blockingDir, resolveOsUser } from '../postgres/osuser.js';
 import type { SqlTarget } from '../postgres/sql.js';
 import { clusterPaths, type ClusterPaths } from './paths.js';
 import { applyLab, readLab, type LabRecord } from './lab.js';
@@ -21,15 +21,39 @@ export interface ClusterContext {
   readonly lab: LabRecord | null;
 }
 
-export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext> {
-  const bins = await resolveBinaries(loaded.binDir);
+/**
+ * Resolves the OS user and the binaries (checking, before anything is created,
+ * that the user can run them), then the cluster's directories. `notice` hears
+ * the one-off things done on the way (a private copy of the embedded PostgreSQL).
+ */
+export async function openCluster(loaded: ClusterConfig, notice: (line: string) => void = (l) => process.stderr.write(`pgmaestro: ${l}\n`)): Promise<ClusterContext> {
   const user = await resolveOsUser(loaded.osUser);
+  const bins = await resolveBinaries(loaded.binDir, user, notice);
   const paths = clusterPaths(loaded);
   fs.mkdirSync(paths.stateDir, { recursive: true });
   fs.mkdirSync(paths.logsDir, { recursive: true });
   const lab = loaded.ha.isolation === 'netns' ? readLab(paths.stateDir) : null;
   const cfg = lab ? applyLab(loaded, lab) : loaded;
   return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile), lab };
+}
+
+/**
+ * Refuses, naming the directory that blocks it, when the PostgreSQL OS user
+ * cannot reach a path it needs: every data directory (and the tablespaces
+ * beside it), the secrets (the replicas' passfile), the logs (pg_ctl writes
+ * there) and the repository (restore_command reads it).
+ */
+export function assertPathsReachable(ctx: ClusterContext): void {
+  const fix = (blocked: string) =>
+    `set home: in ${ctx.cfg.file} to a directory that user can traverse (for example /var/lib/pgmaestro/${ctx.cfg.cluster}), or allow it with chmod o+x ${blocked}.`;
+  const check = (target: string, what: string) => {
+    const b = blockingDir(target, ctx.user);
+    if (b !== null) assertReachable(target, ctx.user, what, fix(b));
+  };
+  for (const n of ctx.cfg.nodes) check(n.dataDir, `the data directory of ${n.name}`);
+  check(ctx.paths.secretsDir, 'the secrets directory');
+  check(ctx.paths.logsDir, 'the logs directory');
+  check(ctx.cfg.backup.repository, 'the backup repository');
 }
 
 export function findNode(cfg: ClusterConfig, name: string): NodeConfig {

@@ -162,3 +162,12 @@ function findFiles(dir: string, name: string, depth = 3): string[] {
   }
   return out;
 }
+
+/** Whether `pid` is a running process (a zombie awaiting its reaper counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
