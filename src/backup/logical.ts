@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { run } from '../postgres/exec.js';
 import { toolFailure } from '../postgres/tool-failure.js';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -7,7 +6,7 @@ import path from 'node:path';
 import { adminTarget, currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
 import { quoteIdent, withClient } from '../postgres/sql.js';
-import { findClientTool } from '../postgres/tools.js';
+import { findClientTool, runClientTool } from '../postgres/tools.js';
 import type { Repository } from './repository.js';
 import { verifiedReader } from '../restore/repo-member.js';
 import type { BackupInfo, StoredEntry } from './types.js';
@@ -163,11 +162,12 @@ async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: stri
   entries.push({ kind: 'file', path: name, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256 });
 }
 
+const TOOL_HINT = 'fix the cause (a wrong database or table name, tables that already exist?) and run it again; nothing incomplete was kept.';
+
 async function runTool(cmd: string, args: string[], env: NodeJS.ProcessEnv, keepDir: string): Promise<void> {
-  const r = await run(cmd, args, { env });
-  if (r.code !== 0) throw toolFailed(cmd, r.stderr + r.stdout, keepDir);
+  await runClientTool(cmd, args, { env, keepDir, code: 'backup.failed', hint: TOOL_HINT });
 }
 
 function toolFailed(cmd: string, stderr: string, keepDir: string): PgmError {
-  return toolFailure('backup.failed', path.basename(cmd), '', stderr, { keepDir, hint: 'fix the cause (a wrong database or table name, tables that already exist?) and run it again; nothing incomplete was kept.' });
+  return toolFailure('backup.failed', path.basename(cmd), '', stderr, { keepDir, hint: TOOL_HINT });
 }

@@ -113,8 +113,12 @@ program
   });
 
 /** The one place errors become output and exit statuses: one sentence, never a stack trace (unless PGMAESTRO_DEBUG is set). */
-function fail(err: unknown): never {
-  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2); // --help, --version; or commander already printed its one line
+function fail(err: unknown): void {
+  if (err instanceof CommanderError) {
+    // --help, --version (0), or commander already printed its one line (2); end naturally so a closed pipe is still noticed
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    return;
+  }
   try {
     process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
     if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);

@@ -44,7 +44,8 @@ export function keepOutput(dir: string | undefined, tool: string, output: string
  */
 export function toolFailure(code: ErrorCode, tool: string, what: string, output: string, opts: { keepDir?: string; keptIn?: string; hint: string }): PgmError {
   const kept = opts.keptIn ?? keepOutput(opts.keepDir, tool, output);
-  return new PgmError(code, `${tool}${what ? ` ${what}` : ''} failed: ${firstCause(output)}${kept ? ` (full output in ${kept})` : ''}.`, {
+  const cause = firstCause(output).replace(new RegExp(`^${tool.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(:\\S*)?:\\s+`), '');
+  return new PgmError(code, `${tool}${what ? ` ${what}` : ''} failed: ${cause}${kept ? ` (full output in ${kept})` : ''}.`, {
     hint: opts.hint,
     data: { tool, output: kept },
   });
