@@ -215,13 +215,15 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let size = 0;
     const chunks: Buffer[] = [];
-    req.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       size += d.length;
-      if (size > MAX_BODY) {
-        reject(new PgmError('usage', `the request body is larger than ${MAX_BODY} bytes.`, { hint: 'send only what the action needs.' }));
-        req.destroy();
-      } else chunks.push(d);
-    });
+      if (size <= MAX_BODY) return void chunks.push(d);
+      // refuse, and let the rest drain unread so the answer still reaches the client
+      req.off('data', onData);
+      req.resume();
+      reject(new PgmError('usage', `the request body is larger than ${MAX_BODY} bytes.`, { hint: 'send only what the action needs.' }));
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
