@@ -50,11 +50,15 @@ function fill(reg: Registry, v: ConsoleView, counters: DaemonCounters): void {
   const set = (m: Gauge, labels: Record<string, string>, value: number | null | undefined) => {
     if (value !== null && value !== undefined && Number.isFinite(value)) m.set(labels, value);
   };
+  /** A gauge without labels, registered only when its value is known (prom-client would print an unset one as 0). */
+  const single = (name: string, help: string, value: number | null | undefined) => {
+    if (value !== null && value !== undefined && Number.isFinite(value)) g(name, help).set(value);
+  };
 
   // cluster and nodes
   const info = g('pgmaestro_cluster_info', 'The cluster, its current primary and PostgreSQL version (always 1).', ['cluster', 'primary', 'postgres_version']);
   if (v.cluster) info.set({ cluster: v.cluster, primary: v.primary ?? '', postgres_version: v.postgres_version ?? '' }, 1);
-  set(g('pgmaestro_observation_timestamp_seconds', 'When the values below were observed (Unix time).'), {}, Date.parse(v.at) / 1000);
+  single('pgmaestro_observation_timestamp_seconds', 'When the values below were observed (Unix time).', Date.parse(v.at) / 1000);
   const up = g('pgmaestro_node_up', '1 when pgmaestro reaches the node over SQL, else 0.', ['node']);
   const role = g('pgmaestro_node_role', 'The node\'s role: 1 for the role it has, 0 for the others.', ['node', 'role']);
   const tl = g('pgmaestro_node_timeline', 'The timeline the node is on.', ['node']);
@@ -77,10 +81,9 @@ function fill(reg: Registry, v: ConsoleView, counters: DaemonCounters): void {
   }
 
   // WAL archive and backups
-  set(g('pgmaestro_archive_lag_bytes', 'Bytes the primary has written past the end of the WAL archive.'), {}, v.archive?.lag_bytes);
-  set(g('pgmaestro_archive_wal_lsn_bytes', 'Where the WAL archive ends, as a byte number.'), {}, v.archive?.archived_lsn ? Number(parseLsn(v.archive.archived_lsn)) : null);
-  const repoUp = g('pgmaestro_repository_up', '1 when the backup repository can be read.');
-  repoUp.set(v.backups.ok ? 1 : 0);
+  single('pgmaestro_archive_lag_bytes', 'Bytes the primary has written past the end of the WAL archive.', v.archive?.lag_bytes);
+  single('pgmaestro_archive_wal_lsn_bytes', 'Where the WAL archive ends, as a byte number.', v.archive?.archived_lsn ? Number(parseLsn(v.archive.archived_lsn)) : null);
+  single('pgmaestro_repository_up', '1 when the backup repository can be read.', v.backups.ok ? 1 : 0);
   if (v.backups.ok) {
     const b = v.backups;
     const count = g('pgmaestro_backups', 'Completed backups in the repository.', ['type']);
@@ -99,13 +102,13 @@ function fill(reg: Registry, v: ConsoleView, counters: DaemonCounters): void {
       stored.set({ type: t }, last.stored_bytes);
       dur.set({ type: t }, Math.max(0, (Date.parse(last.stop_time) - Date.parse(last.start_time)) / 1000));
     }
-    g('pgmaestro_recovery_window_restorable', '1 when every moment of the recovery window up to the end of the WAL archive can be restored.').set(b.timeline.fullyRestorable ? 1 : 0);
-    g('pgmaestro_recovery_window_seconds', 'The configured recovery window (backup.retention).').set((Date.parse(b.timeline.now) - Date.parse(b.timeline.windowStart)) / 1000);
-    if (b.timeline.restorable) g('pgmaestro_recovery_oldest_restorable_timestamp_seconds', 'The oldest moment a restore can reach now (Unix time).').set(Date.parse(b.timeline.restorable.from) / 1000);
+    single('pgmaestro_recovery_window_restorable', '1 when every moment of the recovery window up to the end of the WAL archive can be restored.', b.timeline.fullyRestorable ? 1 : 0);
+    single('pgmaestro_recovery_window_seconds', 'The recovery window: backup.retention, or the age of the cluster when it is younger.', (Date.parse(b.timeline.now) - Date.parse(b.timeline.windowStart)) / 1000);
+    single('pgmaestro_recovery_oldest_restorable_timestamp_seconds', 'The oldest moment a restore can reach now (Unix time).', b.timeline.restorable ? Date.parse(b.timeline.restorable.from) / 1000 : null);
     const used = g('pgmaestro_repository_stored_bytes', 'Bytes the repository holds, by kind.', ['kind']);
     used.set({ kind: 'backups' }, b.storage.backups_bytes);
     used.set({ kind: 'wal' }, b.storage.wal_bytes);
-    g('pgmaestro_repository_projected_bytes', 'What the backup policy will hold once the window is full, at the observed sizes and WAL rate.').set(b.storage.projected_bytes);
+    single('pgmaestro_repository_projected_bytes', 'What the backup policy will hold once the window is full, at the observed sizes and WAL rate.', b.storage.projected_bytes);
   }
 
   // endpoints and the router (decisions appear once the router exists)

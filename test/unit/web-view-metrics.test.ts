@@ -76,4 +76,10 @@ test('/metrics: parses, follows the naming conventions, and says what the view s
   const fewer = { ...later, status: { ...later.status!, nodes: later.status!.nodes.slice(0, 2) } };
   const f2 = parseMetrics(await m.render(buildView(fewer, null)));
   assert.equal(sample(f2, 'pgmaestro_node_up', { node: 'node3' }), undefined);
+
+  // an archive with nothing in it yet: no lag sample at all (not a 0 that would say "caught up")
+  const empty = { ...later, status: { ...later.status!, archive: { last_segment: null, archived_lsn: null, timeline: null, lag_bytes: null } } };
+  const f3 = parseMetrics(await m.render(buildView(empty, null)));
+  assert.equal(sample(f3, 'pgmaestro_archive_lag_bytes'), undefined);
+  assert.equal(sample(f3, 'pgmaestro_archive_wal_lsn_bytes'), undefined);
 });

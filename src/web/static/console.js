@@ -205,7 +205,7 @@
       root.append(svg('text', { x: px(t.gap.x0), y: Y - 6 }, `… ${t.gap.label} …`));
     }
     if (t.wal) root.append(svg('rect', { class: 'wal', x: px(t.wal.x0), y: Y + H + 4, width: Math.max(1, px(t.wal.x1) - px(t.wal.x0)), height: 4, 'data-wal': '' }, svg('title', {}, `WAL archived from ${time(t.wal.from)} to ${time(t.wal.to)}`)));
-    root.append(svg('line', { class: 'window', x1: px(t.xWindowStart), x2: px(t.xWindowStart), y1: Y - 14, y2: Y + H + 14 }));
+    root.append(svg('line', { class: 'window', x1: px(t.xWindowStart), x2: px(t.xWindowStart), y1: Y - 14, y2: Y + H + 14, 'data-window-start': t.xWindowStart }));
     root.append(svg('text', { x: px(t.xWindowStart) + 4, y: Y + H + 26 }, t.windowStartsAt === 'created' ? `window start: the cluster was created (${t.retention} window)` : `window start (${t.retention} ago)`));
     for (const m of t.marks) {
       const x = px(m.x);
