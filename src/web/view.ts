@@ -1,6 +1,7 @@
 import { storageSummary, type StorageSummary } from '../backup/summary.js';
 import type { ArchiveStatus } from '../backup/wal-status.js';
-import type { ClusterStatus, Role } from '../cluster/status.js';
+import type { BackupInfo } from '../backup/types.js';
+import type { ClusterStatus, NodeStatus } from '../cluster/status.js';
 import type { EventRecord } from '../daemon/events.js';
 import { parseLsn } from '../postgres/lsn.js';
 import type { ConsoleInputs, EndpointStat } from './source.js';
@@ -14,33 +15,13 @@ import { backupTimeline, type TimelineModel } from './timeline.js';
  * server also redacts every secret it knows from whatever it sends.
  */
 
-export interface NodeView {
-  readonly name: string;
-  readonly role: Role;
-  readonly reachable: boolean;
+/** A node as the page shows it: what status says, minus its data directory and connection string. */
+export type NodeView = Pick<NodeStatus, 'name' | 'role' | 'reachable' | 'pid' | 'timeline' | 'lsn' | 'receive_lsn' | 'lag_bytes' | 'lag_seconds' | 'upstream' | 'pending_restart' | 'error'> & {
   readonly address: string;
-  readonly pid: number | null;
-  readonly timeline: number | null;
-  readonly lsn: string | null;
-  readonly receive_lsn: string | null;
-  readonly lag_bytes: number | null;
-  readonly lag_seconds: number | null;
-  readonly upstream: string | null;
   readonly slot: { readonly name: string; readonly active: boolean } | null;
-  readonly pending_restart: boolean;
-  readonly error: string | null;
-}
+};
 
-export interface BackupRow {
-  readonly id: string;
-  readonly type: string;
-  readonly parent: string | null;
-  readonly node: string;
-  readonly start_time: string;
-  readonly stop_time: string;
-  readonly size_bytes: number;
-  readonly stored_bytes: number;
-}
+export type BackupRow = Pick<BackupInfo, 'id' | 'type' | 'parent' | 'node' | 'start_time' | 'stop_time' | 'size_bytes' | 'stored_bytes'>;
 
 export type BackupsView =
   | { readonly ok: true; readonly timeline: TimelineModel; readonly backups: readonly BackupRow[]; readonly storage: StorageSummary; readonly schedule: { readonly full: string; readonly incr: string } }
