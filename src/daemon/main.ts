@@ -21,9 +21,9 @@ import { recordEvent } from './events.js';
  * The long-running process of a cluster: the read-write endpoint that follows
  * the primary, the failover monitor, the WAL archiver, the backup scheduler,
  * the control socket the CLI's operator commands go through, and the web
- * console with /metrics. It owns no
- * PostgreSQL process: killing it, even with SIGKILL, leaves every database
- * running, and a new daemon picks up from the persisted cluster state.
+ * console with /metrics. It owns no PostgreSQL process: killing it, even
+ * with SIGKILL, leaves every database running, and a new daemon picks up
+ * from the persisted cluster state.
  */
 export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
@@ -80,7 +80,10 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   // 4. the web console and /metrics: without it the cluster is still managed, so a failure to listen is logged, not fatal
   if (ctx.cfg.console) {
     const actions: ConsoleActions = {
-      switchover: (to) => switchover(to),
+      switchover: (to, by) => {
+        event(`switchover to ${to} requested by ${by}`);
+        return switchover(to);
+      },
       backup: async (type, by) => {
         if (scheduler.busy) throw new PgmError('usage', 'a backup is already running.', { hint: 'wait for it to finish; its result appears in the event log.' });
         scheduler.run(type, by).catch((err: unknown) => log(`console backup: ${(err as Error).message}`));

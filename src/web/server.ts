@@ -26,7 +26,7 @@ import type { Sampler } from './sampler.js';
  */
 
 export interface ConsoleActions {
-  /** Switches over to `to`; resolves with the sentence once done. */
+  /** Switches over to `to`; resolves with the sentence once done. The host records who asked (`requestedBy`) in its event log. */
   switchover(to: string, requestedBy: string): Promise<string>;
   /** Starts a backup; resolves with a sentence once started (the result arrives as an event). */
   backup(type: 'full' | 'incr', requestedBy: string): Promise<string>;
@@ -137,7 +137,8 @@ export class ConsoleHttpServer {
     send('history', this.o.sampler.history);
     if (this.o.sampler.view) send('view', this.o.sampler.view);
     this.streams.add(res);
-    const unsubscribe = this.o.sampler.subscribe((v) => send('view', v));
+    // a token changed meanwhile ends the stream too; the page then asks for a new login
+    const unsubscribe = this.o.sampler.subscribe((v) => (this.o.auth.access(req) === access ? send('view', v) : res.end()));
     const beat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
     const end = () => {
       clearInterval(beat);
@@ -168,13 +169,11 @@ export class ConsoleHttpServer {
     if (verb === 'switchover') {
       const to = typeof body.to === 'string' ? body.to : '';
       if (to === '' || body.confirm !== to) return refuse(400, `a switchover needs a confirmation: type the target's name (${to || 'the node'}).`, 'confirm by typing the node name; nothing was changed.');
-      this.o.log(`switchover to ${to} requested by ${by}`);
       return this.json(res, 200, { sentence: await this.o.actions.switchover(to, by) });
     }
     const type = body.type;
     if (type !== 'full' && type !== 'incr') return refuse(400, `backup type must be full or incr, not ${JSON.stringify(type)}.`, 'send {"type": "full", "confirm": "full"}.');
     if (body.confirm !== type) return refuse(400, `a backup needs a confirmation: type "${type}".`, 'confirm by typing the backup type; nothing was started.');
-    this.o.log(`${type} backup requested by ${by}`);
     return this.json(res, 202, { sentence: await this.o.actions.backup(type, by) });
   }
 

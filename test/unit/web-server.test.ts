@@ -67,6 +67,7 @@ function events(headers: Record<string, string>, name: string, want: number, dur
           }
         }
       });
+      res.on('end', () => resolve(got)); // the server ended the stream
     });
     req.on('error', (err) => (got.length > 0 ? resolve(got) : reject(err)));
   });
@@ -186,7 +187,10 @@ test('a new token in the file takes effect at once and ends the old sessions; an
   const oldToken = token('read');
   const login = await request('/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${oldToken}` });
   const cookie = String(login.headers['set-cookie']).split(';')[0];
-  fs.writeFileSync(web.tokens.read, 'a-brand-new-read-token-0123456789abcdef\n', { mode: 0o600 });
+  // a stream opened with the old token ends at its next update after the change
+  const streamEnded = events({ cookie }, 'view', 1000, () => fs.writeFileSync(web.tokens.read, 'a-brand-new-read-token-0123456789abcdef\n', { mode: 0o600 }));
+  const ended = await streamEnded;
+  assert.ok(ended.filter((e) => e.event === 'view').length < 1000);
   assert.equal((await request('/api/view', { headers: bearer(oldToken) })).status, 401);
   assert.equal((await request('/api/view', { headers: { cookie } })).status, 401);
   assert.equal((await request('/api/view', { headers: bearer('a-brand-new-read-token-0123456789abcdef') })).status, 200);
