@@ -227,7 +227,13 @@
     const mark = { restorable: '-', unrestorable: '.', pending: '~' };
     for (const s of t.spans) for (let i = at(s.x0); i <= at(s.x1); i++) cells[i] = mark[s.state];
     if (t.gap) for (let i = at(t.gap.x0); i < at(t.gap.x1); i++) cells[i] = i === at((t.gap.x0 + t.gap.x1) / 2) ? '…' : t.gap.kind === 'prehistory' ? ' ' : '.';
-    for (const m of t.marks) cells[at(m.x)] = m.type === 'incr' ? '*' : '|';
+    const taken = new Set();
+    for (const m of t.marks) {
+      let i = at(m.x);
+      while (taken.has(i) && i < N - 1) i++; // two backups closer than a character: keep both, in order
+      taken.add(i);
+      cells[i] = m.type === 'incr' ? '*' : '|';
+    }
     return `${cells.join('')}>NOW`;
   }
 
