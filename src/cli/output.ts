@@ -2,12 +2,16 @@ import path from 'node:path';
 import type { ClusterStatus } from '../cluster/status.js';
 import { tokenFiles } from '../web/auth.js';
 
+/** The `--wait` option of every command that takes a lock. */
+export const WAIT_FLAGS = '--wait [duration]';
+export const WAIT_HELP = 'when another command holds the cluster (or repository), wait for it: for ever, or this long (30s, 10m, 1h)';
+
 /** The human table of `pgmaestro status`. */
 export function formatStatus(st: ClusterStatus): string {
   const header = ['NODE', 'ROLE', 'ADDRESS', 'PID', 'TL', 'LSN', 'LAG', 'SLOT'];
   const rows = st.nodes.map((n) => [
     n.name,
-    n.role + (n.pending_restart ? ' (restart pending)' : ''),
+    n.role + (n.pending_restart.length > 0 ? ` (restart pending: ${n.pending_restart.join(', ')})` : ''),
     `${n.host}:${n.port}`,
     n.pid === null ? '-' : String(n.pid),
     n.timeline === null ? '-' : String(n.timeline),

@@ -8,6 +8,7 @@ import type { SqlTarget } from '../postgres/sql.js';
 import { clusterPaths, type ClusterPaths } from './paths.js';
 import { applyLab, readLab, type LabRecord } from './lab.js';
 import { readSecrets, type Secrets } from './secrets.js';
+import { FileLocks, type LockManager } from './lock.js';
 import { FileStateStore, type StateStore } from './state.js';
 
 /** Everything a cluster operation needs, resolved once per command. */
@@ -19,6 +20,8 @@ export interface ClusterContext {
   readonly store: StateStore;
   /** Lab mode: the network namespaces the nodes run in. */
   readonly lab: LabRecord | null;
+  /** The cluster and repository locks that keep concurrent commands apart. */
+  readonly locks: LockManager;
 }
 
 /**
@@ -34,7 +37,7 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
   fs.mkdirSync(paths.logsDir, { recursive: true });
   const lab = loaded.ha.isolation === 'netns' ? readLab(paths.stateDir) : null;
   const cfg = lab ? applyLab(loaded, lab) : loaded;
-  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile), lab };
+  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile), lab, locks: lockManager(cfg) };
 }
 
 /**
@@ -54,6 +57,11 @@ export function assertPathsReachable(ctx: ClusterContext): void {
   check(ctx.paths.secretsDir, 'the secrets directory');
   check(ctx.paths.logsDir, 'the logs directory');
   check(ctx.cfg.backup.repository, 'the backup repository');
+}
+
+/** The locks of a cluster; they need nothing but its configuration, so commands take them before anything else. */
+export function lockManager(cfg: ClusterConfig): LockManager {
+  return new FileLocks(cfg.home, cfg.cluster);
 }
 
 export function findNode(cfg: ClusterConfig, name: string): NodeConfig {

@@ -2,13 +2,15 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
-import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
+import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { rollingRestart } from '../ha/restart.js';
 import { PgmError } from '../errors.js';
 import { Endpoint } from '../ha/endpoint.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import { Monitor } from '../ha/monitor.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { moveVip } from '../ha/vip-hooks.js';
+import { withLocks } from '../cluster/lock.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { startConsole, type ConsoleService } from '../web/console.js';
 import { DaemonCounters } from '../web/metrics.js';
@@ -57,16 +59,22 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   // 2. the monitor, and the control socket whose commands pause it
   let lastCycle: { at: string; sentence: string } | null = null;
   const monitor = new Monitor(ctx, hooks, event, { decided: (kind) => counters.decision(kind), failedOver: () => counters.failover() });
-  const switchover = (to: string) => monitor.exclusive(() => switchoverCommand(ctx, to, hooks, event)).then(record);
+  // An operator's command takes the cluster lock (waiting as the CLI asked), then runs with the monitor paused.
+  const operator = (command: string, b: Record<string, unknown>, fn: () => Promise<string>) =>
+    withLocks(ctx.locks, ['cluster'], command, lockWait(b.wait_ms), () => monitor.exclusive(fn)).then(record);
+  const switchover = (to: string, b: Record<string, unknown>, by = `pgmaestro switchover --to ${to}`) => operator(by, b, () => switchoverCommand(ctx, to, hooks, event));
   const api: http.Server = await serveApi(ctx, {
-    switchover: (b) => switchover(String(b.to)),
-    failover: (b) =>
-      monitor
-        .exclusive(() => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event))
-        .then(record)
-        .then((s) => (counters.failover(), s)),
-    rejoin: (b) => monitor.exclusive(() => rejoinCommand(ctx, String(b.node), event)).then(record),
+    switchover: (b) => switchover(String(b.to), b),
+    failover: (b) => operator('pgmaestro failover', b, () => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)).then((s) => (counters.failover(), s)),
+    rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, () => rejoinCommand(ctx, String(b.node), event)),
+    restart: (b) =>
+      operator('pgmaestro restart', b, () =>
+        rollingRestart(ctx, requireSecrets(ctx), { nodes: Array.isArray(b.nodes) ? b.nodes.map(String) : [], pending: b.pending === true, primary: b.primary === 'in-place' || b.primary === 'switchover' ? b.primary : 'auto' }, hooks, event),
+      ),
   });
+  function lockWait(v: unknown): number | null {
+    return typeof v === 'number' ? (v < 0 ? Infinity : v) : null;
+  }
   function record(sentence: string): string {
     event(sentence);
     return sentence;
@@ -82,7 +90,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     const actions: ConsoleActions = {
       switchover: (to, by) => {
         event(`switchover to ${to} requested by ${by}`);
-        return switchover(to);
+        return switchover(to, {}, `switchover to ${to} from ${by}`);
       },
       backup: async (type, by) => {
         if (scheduler.busy) throw new PgmError('usage', 'a backup is already running.', { hint: 'wait for it to finish; its result appears in the event log.' });

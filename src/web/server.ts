@@ -206,7 +206,7 @@ export class ConsoleHttpServer {
     const e = err instanceof PgmError ? err : new PgmError('daemon.failed', `${(err as Error).message.replace(/\.$/, '')}.`, { hint: 'see the daemon log.', cause: err });
     if (!(err instanceof PgmError)) this.o.log(`console: ${(err as Error).stack ?? String(err)}`);
     if (res.headersSent) return void res.end();
-    this.json(res, e.code === 'usage' || e.code === 'node.unknown' ? 400 : 500, { error: { code: e.code, message: e.message, hint: e.hint } });
+    this.json(res, e.code === 'usage' || e.code === 'node.unknown' ? 400 : e.code === 'busy' ? 409 : 500, { error: { code: e.code, message: e.message, hint: e.hint } });
   }
 }
 

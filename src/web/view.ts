@@ -142,6 +142,7 @@ function problems(inp: ConsoleInputs, backups: BackupsView): string[] {
   for (const n of inp.status?.nodes ?? []) {
     if (n.role === 'fenced') out.push(`${n.name} is fenced: it stays out of the cluster until \`pgmaestro rejoin ${n.name}\``);
     else if (n.role === 'down') out.push(`${n.name} is down${n.error ? `: ${n.error}` : ''}`);
+    if (n.pending_restart.length > 0) out.push(`${n.name} needs a restart to apply ${n.pending_restart.join(', ')} (pgmaestro restart)`);
   }
   if (inp.status && !inp.status.nodes.some((n) => n.role === 'primary')) out.push(`no node is primary right now (expected ${inp.status.primary})`);
   if (!backups.ok) out.push(backups.error);

@@ -10,7 +10,7 @@ const policy: BackupConfig = { repository: '/r', compression: 'none', retentionM
 function node(name: string, over: Partial<NodeStatus>): NodeStatus {
   return {
     name, role: 'replica', reachable: true, host: '127.0.0.1', port: 5432, data_dir: `/d/${name}`, pid: 10, timeline: 2, lsn: '0/3000100', receive_lsn: null,
-    lag_bytes: 0, lag_seconds: 0, upstream: 'node1', slot: null, pending_restart: false, dsn: `postgresql://postgres@127.0.0.1:5432/postgres`, error: null, ...over,
+    lag_bytes: 0, lag_seconds: 0, upstream: 'node1', slot: null, pending_restart: [], dsn: `postgresql://postgres@127.0.0.1:5432/postgres`, error: null, ...over,
   };
 }
 
@@ -20,7 +20,7 @@ function backup(id: string, type: BackupInfo['type'], start: string, stop: strin
 
 export function inputs(): ConsoleInputs {
   const status: ClusterStatus = {
-    cluster: 'demo', config: '/c/pgmaestro.yaml', primary: 'node1', postgres_version: '18.4', passfile: '/c/secrets/superuser.pgpass',
+    cluster: 'demo', version: '0.1.0', config: '/c/pgmaestro.yaml', primary: 'node1', postgres_version: '18.4', passfile: '/c/secrets/superuser.pgpass',
     daemon: { running: true, pid: 99, log: '/c/logs/pgmaestro.log' }, endpoints: { rw: '127.0.0.1:6432', console: '127.0.0.1:7432' },
     archive: { last_segment: '000000020000000000000002', archived_lsn: '0/3000000', timeline: 2, lag_bytes: 256 }, backups: { count: 2, latest: 'I' },
     nodes: [

@@ -130,7 +130,7 @@
     fill($('#nodes tbody'), v.nodes.map((n) =>
       el('tr', { 'data-node': n.name, 'data-role': n.role },
         el('td', {}, n.name),
-        el('td', {}, el('span', { class: `role ${n.role}` }, n.role), n.pending_restart ? ' (restart pending)' : ''),
+        el('td', {}, el('span', { class: `role ${n.role}` }, n.role), n.pending_restart && n.pending_restart.length > 0 ? ` (restart pending: ${n.pending_restart.join(', ')})` : ''),
         el('td', {}, n.address), el('td', {}, n.pid ?? '–'), el('td', {}, n.timeline ?? '–'), el('td', {}, n.lsn ?? '–'),
         el('td', {}, n.upstream ?? '–'), el('td', {}, lag(n)),
         el('td', {}, n.slot ? `${n.slot.name} (${n.slot.active ? 'active' : 'inactive'})` : '–'),
