@@ -1,4 +1,6 @@
+import path from 'node:path';
 import type { ClusterStatus } from '../cluster/status.js';
+import { tokenFiles } from '../web/auth.js';
 
 /** The `--wait` option of every command that takes a lock. */
 export const WAIT_FLAGS = '--wait [duration]';
@@ -27,6 +29,7 @@ export function formatStatus(st: ClusterStatus): string {
     ...rows.map(line),
     '',
     ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
+    ...(st.endpoints.console ? [`console and /metrics: http://${st.endpoints.console}/ (token in ${tokenFiles(path.dirname(st.passfile)).read}; operator token beside it)`] : []),
     ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes behind the primary` : ''}`] : []),
     `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
     `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,

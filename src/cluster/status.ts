@@ -19,6 +19,12 @@ export interface SlotStatus {
   readonly wal_status: string | null;
 }
 
+/** A physical slot on the primary and the WAL it holds back there. */
+export interface PrimarySlot extends SlotStatus {
+  /** Bytes of WAL from the slot's restart_lsn to the primary's position; null without a restart_lsn. */
+  readonly retained_bytes: number | null;
+}
+
 export interface NodeStatus {
   readonly name: string;
   readonly role: Role;
@@ -50,10 +56,12 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string };
+  readonly endpoints: { readonly rw?: string; readonly console?: string };
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
+  /** Every physical slot on the primary (the replicas' and the WAL archiver's); empty when the primary is down. */
+  readonly slots: PrimarySlot[];
 }
 
 interface Probe {
@@ -108,10 +116,11 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
     daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {},
+    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`, ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}) } : {},
     archive,
     backups,
     nodes,
+    slots: primaryOk ? [...primaryOk.slots.values()].map((sl) => ({ ...sl, retained_bytes: sl.restart_lsn ? Number(lsnDiff(primaryOk.lsn, parseLsn(sl.restart_lsn))) : null })) : [],
   };
 }
 

@@ -94,6 +94,11 @@ export const haSchema = z
 export const endpointsSchema = z
   .object({
     rw: z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port').optional().describe('read-write endpoint (default: 127.0.0.1 and the first node port + 1000)'),
+    console: z
+      .string()
+      .regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'")
+      .optional()
+      .describe("web console and /metrics (default: 127.0.0.1 and the first node port + 2000); 'off' disables it"),
   })
   .strict();
 

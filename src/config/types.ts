@@ -63,5 +63,7 @@ export interface ClusterConfig {
   readonly managerAddresses: readonly string[];
   /** The read-write endpoint the daemon listens on. */
   readonly endpoint: { readonly host: string; readonly port: number };
+  /** Where the daemon serves the web console and /metrics; null when `endpoints.console: off`. */
+  readonly console: { readonly host: string; readonly port: number } | null;
   readonly nodes: readonly NodeConfig[];
 }

@@ -13,6 +13,7 @@ const cfg: ClusterConfig = {
   backup: { repository: '/c/backups', compression: 'none', retention: '21d', retentionMs: 21 * 86400_000, from: 'replica', walArchive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } },
   ha: { failoverTimeoutMs: 5000, restartFirst: true, maximumLagOnFailover: 1048576, autoRejoin: false, quorum: null, isolation: 'none', vip: null },
   endpoint: { host: '127.0.0.1', port: 6432 },
+  console: { host: '127.0.0.1', port: 7432 },
   managerAddresses: [],
   nodes: [node('a', 5432, '10.0.1.1'), node('b', 5432, '10.0.1.2', { work_mem: '64MB' })],
 };
