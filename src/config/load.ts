@@ -86,6 +86,7 @@ export function loadConfig(file: string): ClusterConfig {
       restartFirst: raw.ha.restart_first,
       maximumLagOnFailover: raw.ha.maximum_lag_on_failover,
       autoRejoin: raw.ha.auto_rejoin,
+      autoReclone: raw.ha.auto_reclone,
       quorum: raw.ha.synchronous === 'off' ? null : Number(raw.ha.synchronous.split(' ')[1]),
       isolation: raw.ha.isolation,
       vip: raw.ha.vip ?? null,

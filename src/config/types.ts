@@ -37,6 +37,7 @@ export interface HaConfig {
   readonly restartFirst: boolean;
   readonly maximumLagOnFailover: number;
   readonly autoRejoin: boolean;
+  readonly autoReclone: boolean;
   /** null when off. */
   readonly quorum: number | null;
   readonly isolation: 'none' | 'netns';

@@ -18,6 +18,9 @@ import type { ConsoleActions } from '../web/server.js';
 import type { EndpointStat } from '../web/source.js';
 import { serveApi } from './api.js';
 import { LiveConfig } from './config-watch.js';
+import { SlotWatch } from '../ha/slots.js';
+
+const SLOT_CHECK_MS = 3000;
 import { recordEvent } from './events.js';
 
 /**
@@ -125,6 +128,9 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   process.on('SIGINT', () => stop('SIGINT'));
 
   // 5. the monitor loop
+  // the primary's replication slots, every few seconds
+  const slots = new SlotWatch(ctx, event);
+  const slotTimer = setInterval(() => void live.current().then((c) => (slots.useContext(c), slots.check())), SLOT_CHECK_MS);
   while (!stopping) {
     try {
       monitor.useContext(await live.current());
@@ -137,6 +143,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
       setTimeout(r, intervalMs);
     });
   }
+  clearInterval(slotTimer);
   await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r)), web?.stop()]);
   try {
     if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);

@@ -28,7 +28,10 @@ export function inputs(): ConsoleInputs {
       node('node2', { lsn: '0/3000000', lag_bytes: 256, lag_seconds: 0.5 }),
       node('node3', { role: 'down', reachable: false, pid: null, timeline: null, lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, error: 'connect ECONNREFUSED 127.0.0.1:5434' }),
     ],
-    slots: [{ name: 'pgm_node2', active: true, restart_lsn: '0/3000000', wal_status: 'reserved', retained_bytes: 256 }, { name: 'pgm_node3', active: false, restart_lsn: null, wal_status: null, retained_bytes: null }],
+    slots: [
+      { name: 'pgm_node2', kind: 'replica', node: 'node2', active: true, restart_lsn: '0/3000000', wal_status: 'reserved', retained_bytes: 256, safe_wal_size: 2147483392 },
+      { name: 'pgm_node3', kind: 'replica', node: 'node3', active: false, restart_lsn: null, wal_status: null, retained_bytes: null, safe_wal_size: null },
+    ],
   };
   return {
     at: AT, status, error: null,
