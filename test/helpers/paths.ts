@@ -21,7 +21,7 @@ export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('
  * web console (P+2000), so a cluster's three blocks must all be free:
  *   16000-16499 console tests (endpoints 17000-17499, consoles 18000-18499)
  *   16500-16999 other servers of the console tests
- *   22000-22099 root checkout, CLI manners and concurrency tests (endpoints 23000-23099, consoles 24000-24099)
+ *   22000-22159 root checkout, CLI manners, concurrency, config change and slot tests (endpoints 23000-23159, consoles 24000-24159)
  *   23400-23699 protocol and combine tests (23640-23649)
  *   23600-23999 benchmarks, never run with the suite (failover 23600/23700, clone 23750,
  *               backup 23800/23900; endpoints 24600-24999, consoles 25600-25999)
