@@ -10,6 +10,7 @@ import { Repository } from '../backup/repository.js';
 import { archiveStatus, repositoryWindow, type ArchiveStatus } from '../backup/wal-status.js';
 import type { WindowReport } from '../backup/window.js';
 import { PGMAESTRO_VERSION } from '../version.js';
+import { ARCHIVER_SLOT } from '../ha/promote.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -18,6 +19,19 @@ export interface SlotStatus {
   readonly active: boolean;
   readonly restart_lsn: string | null;
   readonly wal_status: string | null;
+  readonly safe_wal_size: number | null;
+}
+
+/** A physical slot on the primary and the WAL it holds back there. */
+export interface PrimarySlot extends SlotStatus {
+  /** 'replica' (a node's), 'archiver' (the WAL archiver's) or 'other'. */
+  readonly kind: 'replica' | 'archiver' | 'other';
+  /** The node a replica slot serves. */
+  readonly node: string | null;
+  /** Bytes of WAL from the slot's restart_lsn to the primary's position; null without a restart_lsn. */
+  readonly retained_bytes: number | null;
+  /** Bytes that can still be written before the slot is in danger (PostgreSQL's safe_wal_size); null when unbounded. */
+  readonly safe_wal_size: number | null;
 }
 
 export interface NodeStatus {
@@ -51,12 +65,14 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string };
+  readonly endpoints: { readonly rw?: string; readonly console?: string };
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   /** Whether every moment of the recovery window can be restored now (null when the repository cannot be read). */
   readonly window: WindowReport | null;
   readonly nodes: NodeStatus[];
+  /** Every physical slot on the primary (the replicas' and the WAL archiver's); empty when the primary is down. */
+  readonly slots: PrimarySlot[];
 }
 
 interface Probe {
@@ -116,11 +132,17 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
     daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {},
+    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`, ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}) } : {},
     archive,
     backups,
     window,
     nodes,
+    slots: primaryOk
+      ? [...primaryOk.slots.values()].map((sl) => {
+          const node = ctx.cfg.nodes.find((n) => slotName(n) === sl.name)?.name ?? null;
+          return { ...sl, kind: sl.name === ARCHIVER_SLOT ? 'archiver' : node ? 'replica' : 'other', node, retained_bytes: sl.restart_lsn ? Number(lsnDiff(primaryOk.lsn, parseLsn(sl.restart_lsn))) : null } as const;
+        })
+      : [],
   };
 }
 
@@ -157,8 +179,8 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
       if (!inRecovery) {
         const w = await c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile');
         const rep = await c.query<{ application_name: string; lag: number | null }>('SELECT application_name, EXTRACT(epoch FROM replay_lag)::float8 AS lag FROM pg_stat_replication');
-        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null }>(
-          "SELECT slot_name, active, restart_lsn::text, wal_status FROM pg_replication_slots WHERE slot_type = 'physical'",
+        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null; safe: string | null }>(
+          "SELECT slot_name, active, restart_lsn::text, wal_status, safe_wal_size::text AS safe FROM pg_replication_slots WHERE slot_type = 'physical'",
         );
         return {
           inRecovery,
@@ -168,7 +190,7 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
           upstream: null,
           pendingRestart: r.rows[0].pending,
           replayLag: new Map(rep.rows.map((x) => [x.application_name, x.lag])),
-          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status }])),
+          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status, safe_wal_size: x.safe === null ? null : Number(x.safe) }])),
         };
       }
       const s = await c.query<{ replay: string | null; receive: string | null; tli: number | null; ctl_tli: number; host: string | null; port: number | null }>(

@@ -31,6 +31,14 @@ export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
   return { at: Date.now(), primary: currentPrimaryName(ctx), policy: haPolicy(ctx), nodes };
 }
 
+/** What the monitor tells the process hosting it, besides its sentences (metrics count these). */
+export interface MonitorObserver {
+  /** Every cycle's decision, by kind: none, wait, restart, fence, failover. */
+  decided?(kind: string): void;
+  /** A failover carried out to its end. */
+  failedOver?(): void;
+}
+
 /**
  * The monitor: every cycle, snapshot → decide (pure) → act, and one sentence
  * for the event log. Operator commands run through `exclusive` so a cycle
@@ -42,10 +50,16 @@ export class Monitor {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly ctx: ClusterContext,
+    private ctx: ClusterContext,
     private readonly hooks: PrimaryHooks,
     private readonly event: (sentence: string) => void,
+    private readonly observer: MonitorObserver = {},
   ) {}
+
+  /** The configuration changed on disk: the next cycle decides and acts with it. */
+  useContext(ctx: ClusterContext): void {
+    this.ctx = ctx;
+  }
 
   /** Runs `fn` with the monitor paused. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -64,6 +78,7 @@ export class Monitor {
       }
       const snap = await snapshot(this.ctx);
       const d = decide(snap, this.memory);
+      this.observer.decided?.(d.action.kind);
       if (d.action.kind === 'none' || d.action.kind === 'wait') {
         this.memory = d.memory;
         return this.say(d.sentence, false);
@@ -118,6 +133,7 @@ export class Monitor {
         const from = action.from;
         const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: action.to, reason: action.reason }, this.hooks, this.event);
         this.say(done, true);
+        this.observer.failedOver?.();
         this.memory = EMPTY_MEMORY;
         if (this.ctx.cfg.ha.autoRejoin) {
           const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);

@@ -3,7 +3,6 @@ import { PgmError } from '../errors.js';
 import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { run } from '../postgres/exec.js';
 import { firstCause, keepOutput } from '../postgres/tool-failure.js';
-import { cloneReplica } from '../cluster/clone.js';
 import { writeNodeFiles } from '../cluster/configure.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
 import { withClient } from '../postgres/sql.js';
@@ -14,6 +13,7 @@ import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
 import { readSystemIdentifier } from '../postgres/control.js';
 import { ensureSlots } from './promote.js';
+import { cloneWithFreshSlot, recreateSlot, replicasWithLostSlots } from './slots.js';
 
 /**
  * `pgmaestro rejoin NODE`: rebuild a node (typically an old primary) as a
@@ -28,14 +28,19 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
     throw new PgmError('usage', `${node.name} is the current primary; only another node can rejoin it.`, { hint: 'name a replica or a fenced old primary.' });
   }
 
-  // 1. stop it, whatever it is doing
+  // 1. stop it, whatever it is doing; a lost slot is made anew (and rules out a rewind: WAL it needs is gone)
   if (postmasterRunning(node.dataDir)) await pgStop(ctx.bins, ctx.user, node.dataDir, 'fast', 60);
+  const slotLost = (await replicasWithLostSlots(ctx, primary, secrets)).includes(node.name);
+  if (slotLost) {
+    await recreateSlot(ctx, primary, node, secrets);
+    log(`${node.name}: its slot on ${primary.name} was lost; made a new one, and it is cloned afresh`);
+  }
   await ensureSlots(ctx, primary, secrets);
 
   // 2. rewind, or clone afresh
   let how: string;
   const rewind = ctx.bins.tool('pg_rewind');
-  const rewound = rewind && fs.existsSync(node.dataDir) ? await tryRewind(ctx, secrets, rewind, node.dataDir, primary, log) : false;
+  const rewound = rewind && !slotLost && fs.existsSync(node.dataDir) ? await tryRewind(ctx, secrets, rewind, node.dataDir, primary, log) : false;
   if (rewound) {
     how = 'pg_rewind';
     writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
@@ -46,7 +51,7 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
       if (fs.existsSync(`${node.dataDir}_tablespaces`)) fs.renameSync(`${node.dataDir}_tablespaces`, `${aside}_tablespaces`);
       log(`${node.name}: old data kept in ${aside}`);
     }
-    await cloneReplica(ctx, node, primary, secrets, log);
+    await cloneWithFreshSlot(ctx, node, primary, secrets, log);
     how = 'a fresh clone';
   }
   if (readMarker(node.dataDir)?.node !== node.name) writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
