@@ -44,9 +44,20 @@ export async function verify(ctx: ClusterContext, repo: Repository, opts: { id?:
   const problems: string[] = [];
   const lines: string[] = [];
   const { backups: all, damaged } = await repo.scan();
-  for (const d of damaged) if (!opts.id || d.id === opts.id) problems.push(d.problem.message.replace(/\.$/, ''));
+  // a damaged marker anywhere is reported (it may be the parent of the backup asked for)
+  for (const d of damaged) problems.push(d.problem.message.replace(/\.$/, ''));
   if (opts.id && damaged.some((d) => d.id === opts.id)) return { backups: 1, files: 0, bytes: 0, wal_segments: 0, problems, lines };
-  const chosen: BackupInfo[] = opts.id ? chainOf(all, await repo.get(opts.id)) : all;
+  let chosen: BackupInfo[] = all;
+  if (opts.id) {
+    const b = await repo.get(opts.id);
+    try {
+      chosen = chainOf(all, b);
+    } catch (err) {
+      if (!(err instanceof PgmError)) throw err;
+      problems.push(err.message.replace(/\.$/, ''));
+      chosen = [b];
+    }
+  }
   let files = 0;
   let bytes = 0;
 
@@ -79,6 +90,7 @@ export async function verify(ctx: ClusterContext, repo: Repository, opts: { id?:
 
   // 2. chains: every incremental's parent exists and its label follows it
   for (const b of chosen.filter((x) => x.type === 'incr')) {
+    if (damaged.some((d) => d.id === b.parent)) continue; // already reported
     try {
       const chain = chainOf(all, b);
       await checkChainLabels(await Promise.all(chain.map((m) => repoMember(repo, m))));
