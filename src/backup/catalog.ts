@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { z } from 'zod';
 import { PgmError } from '../errors.js';
+import { BLOCK } from './codec.js';
 import type { BackupInfo, FileList } from './types.js';
 
 /**
@@ -12,11 +13,21 @@ import type { BackupInfo, FileList } from './types.js';
 
 const sha = z.string().regex(/^[0-9a-f]{64}$/);
 const fileEntry = z
-  .object({ kind: z.literal('file'), path: z.string().min(1), size: z.number().int().min(0), stored: z.string().min(1), stored_size: z.number().int().min(0), sha256: sha, crc32c: z.string().regex(/^[0-9a-f]{8}$/).nullable() })
-  .strict();
+  .object({
+    kind: z.literal('file'),
+    path: z.string().min(1),
+    size: z.number().int().min(0),
+    stored: z.string().min(1),
+    offset: z.number().int().min(0).optional(),
+    stored_size: z.number().int().min(0),
+    crc32c: z.string().regex(/^[0-9a-f]{8}$/),
+    blocks: z.string().regex(/^(?:[0-9a-f]{8})*$/),
+  })
+  .strict()
+  .refine((e) => e.blocks.length / 8 === Math.ceil(e.stored_size / BLOCK), { message: 'the block checksums do not cover the stored size' });
 const dirEntry = z.object({ kind: z.literal('dir'), path: z.string().min(1) }).strict();
 const linkEntry = z.object({ kind: z.literal('link'), path: z.string().min(1), target: z.string().min(1) }).strict();
-const fileListSchema = z.object({ version: z.literal(2), entries: z.array(z.discriminatedUnion('kind', [fileEntry, dirEntry, linkEntry])) }).strict();
+const fileListSchema = z.object({ version: z.literal(3), entries: z.array(z.discriminatedUnion('kind', [fileEntry, dirEntry, linkEntry])) }).strict();
 
 const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/).nullable();
 const infoSchema = z
@@ -75,6 +86,7 @@ export function parseMarker(id: string, bytes: Buffer): BackupInfo {
   } catch {
     throw damaged(id, where, 'is not valid JSON');
   }
+  if (isLegacyMarker(raw)) throw legacy(id);
   const r = infoSchema.safeParse(raw);
   if (!r.success) throw damaged(id, where, `does not have the form of a completion marker (${r.error.issues[0]?.path.join('.') || 'top'}: ${r.error.issues[0]?.message})`);
   const info = r.data as BackupInfo;
@@ -93,6 +105,7 @@ export function parseFileList(info: BackupInfo, bytes: Buffer): FileList {
   } catch {
     throw damaged(info.id, where, 'is not valid JSON');
   }
+  if (typeof raw === 'object' && raw !== null && (raw as { version?: unknown }).version === 2) throw legacy(info.id, 2);
   const r = fileListSchema.safeParse(raw);
   if (!r.success) throw damaged(info.id, where, `has an entry pgmaestro does not know (${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message})`);
   return r.data as FileList;
@@ -102,5 +115,23 @@ export function damaged(id: string, file: string, why: string): PgmError {
   return new PgmError('backup.corrupt', `backup ${id} is damaged: ${file} ${why}.`, {
     hint: `run pgmaestro backup verify ${id}; restore from another backup, or undo the damage.`,
     data: { backup: id, file },
+  });
+}
+
+/**
+ * A marker of the first repository format (pgmaestro before self-checking
+ * catalogs): no checksum over itself or its catalog, so nothing proves its
+ * files.json is whole. It is not read; the sentence says what to do.
+ */
+function isLegacyMarker(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const r = raw as Record<string, unknown>;
+  return typeof r.id === 'string' && typeof r.type === 'string' && !('checksum' in r) && !('catalog_sha256' in r);
+}
+
+function legacy(id: string, version = 1): PgmError {
+  return new PgmError('backup.unsupported', `backup ${id} was written by an earlier pgmaestro (repository format ${version}, ${version === 1 ? 'without catalog checksums' : 'files checked by SHA-256 each, not packed'}), which this version does not read.`, {
+    hint: `take a new full backup now (pgmaestro backup full); restore moments before it with the pgmaestro version that wrote ${id}, and remove backups/${id} from the repository once the recovery window no longer needs it.`,
+    data: { backup: id, file: `backups/${id}/backup.json`, legacy: version },
   });
 }

@@ -4,8 +4,8 @@ import type { Codec } from './codec.js';
 import type { WorkerReply, WorkerRequest } from './codec-worker.js';
 
 /**
- * `backup.process_max` worker threads that compress blocks and checksum
- * files, so the thread reading the backup stream only parses and writes.
+ * `backup.process_max` worker threads that compress blocks (and give the
+ * CRC-32C of each raw block), so the thread reading the backup stream only parses and writes.
  * Requests in flight are bounded (4 per worker): a caller awaits a free
  * slot, which is the backpressure that keeps memory at a few MiB per worker.
  * Workers are unref'd: an idle pool never keeps the process alive.
@@ -43,17 +43,6 @@ export class CodecPool {
     const r = await this.request(w, (id) => ({ op: 'compress', id, codec, data }), data);
     if (!('frame' in r)) throw new Error('internal: codec worker answered a compress request without a frame');
     return { frame: Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength), crc: r.crc };
-  }
-
-  /**
-   * Adds `data` (handed over) to the running checksums of file `fid`, which
-   * always go to the same worker, in order. With `final`, returns the file's
-   * SHA-256 and CRC-32C and forgets it.
-   */
-  async hash(fid: number, data: Buffer | null, final: boolean): Promise<{ sha256: string | null; crc: number }> {
-    const r = await this.request(fid % this.workers.length, (id) => ({ op: 'hash', id, fid, data, final }), data);
-    if (!('sha256' in r)) throw new Error('internal: codec worker answered a hash request without a checksum');
-    return r;
   }
 
   private closing = false;

@@ -9,7 +9,7 @@ import { postmasterRunning, readControlCheckpoint, readSystemIdentifier } from '
 import { formatLsn, parseLsn } from '../postgres/lsn.js';
 import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
-import { storedWriter } from './stored-file.js';
+import { entryOf, storedWriter } from './stored-file.js';
 import type { BackupInfo, StoredEntry } from './types.js';
 
 const SKIP = new Set(['postmaster.pid', 'postmaster.opts']);
@@ -69,7 +69,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
             progress.update(done, null);
           }
           const r = await w.end();
-          entries.push({ kind: 'file', path: logical, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256, crc32c: r.crc32c });
+          entries.push(entryOf(logical, r, dir));
         }
       }
     };
@@ -95,7 +95,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
       manifest_sha256: null,
     };
     await repo.storage.syncDeferred();
-    info = await repo.complete(record, { version: 2, entries });
+    info = await repo.complete(record, { version: 3, entries });
   } catch (err) {
     await repo.storage.remove(dir).catch(() => undefined);
     throw err;

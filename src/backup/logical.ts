@@ -9,7 +9,7 @@ import { quoteIdent, withClient } from '../postgres/sql.js';
 import { findClientTool, runClientTool } from '../postgres/tools.js';
 import type { Repository } from './repository.js';
 import type { Codec } from './codec.js';
-import { storedWriter, verifiedReader } from './stored-file.js';
+import { entryOf, storedWriter, verifiedReader } from './stored-file.js';
 import type { BackupInfo, StoredEntry } from './types.js';
 
 export type LogicalFormat = 'plain' | 'custom' | 'directory';
@@ -55,7 +55,7 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
         const w = await storedWriter(repo.storage, repo.codecPool(), `${dir}/dump/${f}`, NONE);
         for await (const chunk of fs.createReadStream(path.join(scratch, f))) await w.write(chunk as Buffer);
         const r = await w.end();
-        entries.push({ kind: 'file', path: `dump/${f}`, size: r.size, stored: `dump/${f}`, stored_size: r.storedSize, sha256: r.sha256, crc32c: null });
+        entries.push(entryOf(`dump/${f}`, r, dir));
       }
       fs.rmSync(scratch, { recursive: true, force: true });
     } else {
@@ -85,7 +85,7 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
     logical: { databases: opts.db ? [opts.db] : [], tables: [...opts.tables], format: opts.all ? ('dumpall' as const) : opts.format, tool: tool.path },
     manifest_sha256: null,
   };
-  return repo.complete(record, { version: 2, entries });
+  return repo.complete(record, { version: 3, entries });
 }
 
 /**
@@ -162,7 +162,7 @@ async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: stri
     throw toolFailed(cmd, stderr, keepDir);
   }
   const r = await w.end();
-  entries.push({ kind: 'file', path: name, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256, crc32c: null });
+  entries.push(entryOf(name, r, dir));
 }
 
 const TOOL_HINT = 'fix the cause (a wrong database or table name, tables that already exist?) and run it again; nothing incomplete was kept.';

@@ -9,10 +9,10 @@ import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
 import { chooseSource, type BackupSource } from './source.js';
 import { tarStoreSink } from './tar-store.js';
+import { BackupFiles } from './backup-files.js';
 import type { BackupInfo, FileList, StoredEntry } from './types.js';
 import { sha256 } from './catalog.js';
 import { checkManifest } from './manifest-check.js';
-import { FileEnds } from './tar-store.js';
 
 export interface HotBackupOptions {
   readonly type: 'full' | 'incr';
@@ -42,7 +42,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
   phases.mark('source chosen');
   // 2. start the backup in its folder (it counts only once its marker is written)
   const { id, dir } = await repo.begin(opts.type);
-  const ending = new FileEnds();
+  const stored = new BackupFiles(repo.storage, () => repo.codecPool(), repo.codec, dir);
   const startTime = new Date();
   const entries: StoredEntry[] = [];
   const progress = new Progress(`backup ${id} from ${source.node.name}`, process.stderr, opts.quiet);
@@ -82,10 +82,10 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
           const m = /^(\d+)\.tar$/.exec(name);
           const prefix = name === 'base.tar' ? 'data' : m ? `tblspc/${m[1]}` : null;
           if (!prefix) throw new PgmError('backup.failed', `the server sent an archive named ${name}, which pgmaestro does not expect.`, { hint: 'use an uncompressed, server-side-plain backup (the default).' });
-          return tarStoreSink(repo, dir, prefix, entries, (n) => {
+          return tarStoreSink(stored, prefix, entries, (n) => {
             done += n;
             progress.update(done, total);
-          }, ending);
+          });
         },
         async manifest() {
           const parts: Buffer[] = [];
@@ -101,11 +101,11 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
       },
     );
     phases.mark('streamed (BASE_BACKUP: checkpoint, archives, manifest)');
-    await ending.done();
-    phases.mark('last files completed');
+    await stored.finish(); // every file durable before the marker says the backup exists
+    phases.mark('last files completed and fsynced');
   } catch (err) {
     conn.destroy();
-    await ending.done().catch(() => undefined);
+    await stored.abort();
     await repo.storage.remove(dir).catch(() => undefined);
     if (err instanceof PgmError) throw err;
     throw new PgmError('backup.failed', `the ${opts.type} backup from ${source.node.name} failed: ${(err as Error).message}.`, { hint: 'fix the cause and run it again; nothing incomplete was kept.', cause: err });
@@ -115,8 +115,9 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
 
   // 4. complete: the catalog checked against PostgreSQL's manifest, then the file list, then the marker
   const files = entries.filter((e) => e.kind === 'file');
-  const catalog: FileList = { version: 2, entries };
+  const catalog: FileList = { version: 3, entries };
   try {
+    if (entries.some((e) => e.kind === 'dir' && e.path === '')) throw new Error('internal: a file of the backup was not stored');
     if (!manifest) throw new PgmError('backup.failed', `${source.node.name} sent no backup_manifest.`, { hint: 'take the backup from a PostgreSQL 15+ server.' });
     checkManifest(id, manifest, catalog);
   } catch (err) {
@@ -140,9 +141,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
     system_identifier: systemId,
     manifest_sha256: sha256(manifest),
   };
-  phases.mark('catalog checked against the manifest');
-  await repo.storage.syncDeferred(); // every file durable before the marker says the backup exists
-  phases.mark(`files fsynced (${files.length})`);
+  phases.mark(`catalog checked against the manifest (${files.length} files)`);
   const completed = await repo.complete(info, catalog);
   phases.mark('catalog and marker written');
   phases.report(`backup ${id}`);

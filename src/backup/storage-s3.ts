@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { PgmError } from '../errors.js';
-import { eachLimited, missingFile, type RawWriter, type Storage } from './storage.js';
+import { eachLimited, missingFile, type AppendFile, type RawWriter, type Storage } from './storage.js';
 
 export interface S3Settings {
   readonly bucket: string;
@@ -161,6 +161,22 @@ export class S3Storage implements Storage {
 
   async syncDeferred(): Promise<void> {
     // a completed upload is durable
+  }
+
+  async appendFile(): Promise<AppendFile | null> {
+    return null; // an object cannot grow: the WAL archiver stores the segment in progress as chunk objects
+  }
+
+  async *readRange(rel: string, offset: number, length: number): AsyncIterable<Buffer> {
+    if (length === 0) return;
+    const sdk = await this.sdk();
+    const r = await this.call(rel, () => this.client.send(new sdk.GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel), Range: `bytes=${offset}-${offset + length - 1}` })));
+    const body = r.Body as Readable;
+    try {
+      for await (const chunk of body) yield chunk as Buffer;
+    } catch (err) {
+      await this.call(rel, () => Promise.reject(err));
+    }
   }
 
   async *reader(rel: string): AsyncIterable<Buffer> {

@@ -2,11 +2,32 @@ import { PgmError } from '../errors.js';
 
 /** A file being written into the repository, raw bytes (compression is the caller's, see stored-file.ts). */
 export interface RawWriter {
-  /** Resolves once the storage has taken the chunk (backpressure); not durable yet. */
+  /** Resolves once the storage has taken the chunk (backpressure); not durable yet. The caller must not change `chunk` afterwards. */
   write(chunk: Buffer): Promise<void>;
   /** Completes the file: it becomes visible under its name, whole, and durable (unless deferred). */
   end(): Promise<void>;
   /** Drops what was written; the name stays as it was. Never throws. */
+  abort(): Promise<void>;
+}
+
+/**
+ * A file that grows in place and is made durable by prefix: what the WAL
+ * archiver writes the segment in progress into where the storage can (a
+ * local file system). Appends are not durable until `sync()` resolves; a
+ * crash keeps at least the bytes up to the last completed sync.
+ */
+export interface AppendFile {
+  /** Bytes appended so far. */
+  readonly size: number;
+  /** Appends `chunk` (handed to the kernel at once; the caller may reuse its buffer afterwards). */
+  append(chunk: Buffer): void;
+  /** Makes every byte appended before the call durable; returns how many that is. */
+  sync(): Promise<number>;
+  /** Makes the whole file durable and gives it the name `rel` (replacing what is there). */
+  complete(rel: string): Promise<void>;
+  /** Closes it and keeps it as it is (what a record already points at stays readable). Never throws. */
+  close(): Promise<void>;
+  /** Closes and removes it. Never throws. */
   abort(): Promise<void>;
 }
 
@@ -35,7 +56,15 @@ export interface Storage {
   /** A whole small file; throws 'repository.missing' when absent. */
   read(rel: string): Promise<Buffer>;
   put(rel: string, data: Buffer | string): Promise<void>;
-  writer(rel: string, opts?: { deferSync?: boolean; sizeHint?: number }): Promise<RawWriter>;
+  /**
+   * `direct`: the name may show the file before it is complete (only for
+   * files inside a folder that counts once a marker written later exists).
+   */
+  writer(rel: string, opts?: { deferSync?: boolean; direct?: boolean }): Promise<RawWriter>;
+  /** A new growing file at `rel`, or null where the storage has none (object stores: write whole objects instead). */
+  appendFile(rel: string): Promise<AppendFile | null>;
+  /** Bytes `offset .. offset+length` of a stored file (a file packed with others), streamed. */
+  readRange(rel: string, offset: number, length: number): AsyncIterable<Buffer>;
   /** Makes every file written with `deferSync` durable. */
   syncDeferred(): Promise<void>;
   /** The stored bytes of `rel`, streamed; a missing file fails the iteration with 'repository.missing'. */

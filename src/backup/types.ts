@@ -44,23 +44,32 @@ export type StoredEntry =
       readonly kind: 'file';
       readonly path: string;
       readonly size: number;
+      /** The stored object holding it, relative to the backup's folder: its own file, or a pack (`packs/<n>[.gz|.lz4|.zst]`). */
       readonly stored: string;
+      /** Packed files only: where its stored bytes start in the pack. */
+      readonly offset?: number;
       readonly stored_size: number;
-      readonly sha256: string;
-      /** CRC-32C of the original bytes, as PostgreSQL's manifest writes it; null where no manifest describes the file. */
-      readonly crc32c: string | null;
+      /** CRC-32C of the original bytes, as PostgreSQL's manifest writes it. */
+      readonly crc32c: string;
+      /** CRC-32C of each 1 MiB block of the stored bytes (8 hex digits each), see stored-file.ts. */
+      readonly blocks: string;
     }
   | { readonly kind: 'dir'; readonly path: string }
   | { readonly kind: 'link'; readonly path: string; readonly target: string };
 
+export type FileEntry = Extract<StoredEntry, { kind: 'file' }>;
+
 /**
  * `path` is relative to the restored instance: `data/...` for the data
- * directory, `tblspc/<oid>/...` for a tablespace. `stored` is relative to the
- * backup's folder. `sha256` is of the stored bytes, so verification needs no
- * decompression to detect a flipped byte.
+ * directory, `tblspc/<oid>/...` for a tablespace. Files smaller than a block
+ * are packed together (one object per few hundred of them instead of one
+ * each: an object store charges per request); larger ones are stored on
+ * their own, so a rebuild can copy or read any block of them directly.
+ * Version 3; versions 1 (no catalog checksums) and 2 are refused with the
+ * sentence saying what to do (catalog.ts).
  */
 export interface FileList {
-  readonly version: 2;
+  readonly version: 3;
   readonly entries: readonly StoredEntry[];
 }
 

@@ -16,7 +16,7 @@ import { checkManifest } from './manifest-check.js';
 import { readManifest } from './physical.js';
 import type { Repository } from './repository.js';
 import { eachLimited } from './storage.js';
-import { storedChecksum } from './stored-file.js';
+import { PackCache, storedChecksum, verifiedReader } from './stored-file.js';
 import type { BackupInfo } from './types.js';
 import { archiveGaps } from './wal-archive.js';
 import { readGaps } from './wal-gaps.js';
@@ -35,7 +35,7 @@ export interface VerifyReport {
  * their ancestors) is checked — the marker against its own checksum, the
  * catalog against the checksum in the marker (and parsed strictly), the
  * catalog against PostgreSQL's backup_manifest — then every stored file
- * against its SHA-256, each incremental's label against its parent, every
+ * against its block checksums, each incremental's label against its parent, every
  * archived WAL file, and the archive's continuity from the oldest backup's
  * start; with --restore, the newest backup is restored into a scratch
  * instance and amcheck runs on every database. Each problem names the file.
@@ -78,12 +78,17 @@ export async function verify(ctx: ClusterContext, repo: Repository, opts: { id?:
       continue;
     }
     const stored = list.entries.filter((e) => e.kind === 'file');
+    const packs = new PackCache();
     await eachLimited(stored, 8, async (e) => {
       if (e.kind !== 'file') return;
       files++;
-      const got = await storedChecksum(repo.storage, `backups/${b.id}/${e.stored}`).catch(() => null);
-      bytes += got?.size ?? 0;
-      if (!got || got.sha256 !== e.sha256 || got.size !== e.stored_size) note(new Error(`backup ${b.id} is damaged: ${e.stored} ${got ? 'does not match its checksum' : 'is missing'}`));
+      try {
+        for await (const c of verifiedReader(repo.storage, `backups/${b.id}/${e.stored}`, e, `backup ${b.id}`, packs)) bytes += c.length;
+      } catch (err) {
+        if (!(err instanceof PgmError)) throw err;
+        const file = e.offset === undefined ? e.stored : `${e.stored} (${e.path} at offset ${e.offset})`;
+        note(new Error(`backup ${b.id} is damaged: ${file} ${err.code === 'backup.corrupt' && /cannot be read|missing/.test(err.message) ? 'is missing or unreadable' : 'does not match its checksum'}`));
+      }
     });
     lines.push(`${b.id} (${b.type}): ${bad === 0 ? 'every file matches its checksum' : `${bad} damaged file(s)`}`);
   }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { PgmError } from '../errors.js';
 import type { Lsn } from '../postgres/lsn.js';
 import type { Repository } from './repository.js';
-import { storedWriter, verifiedReader, type StoredResult } from './stored-file.js';
+import { storedWriter, verifiedReader } from './stored-file.js';
 import type { WalEntry } from './types.js';
 import { checkContinuity, type Continuity, type WalPoint } from './wal-continuity.js';
 import { historyTimeline, isPowerOfTwo, isWalFileName, parseSegmentName, segmentStartLsn } from './wal-names.js';
@@ -49,7 +49,7 @@ export async function storeSegment(repo: Repository, name: string, data: WalData
     return { entry: existing, created: false };
   }
   await removeUnrecorded(repo, name);
-  const w = await storedWriter(repo.storage, repo.codecPool(), `wal/${name}`, repo.codec);
+  const w = await storedWriter(repo.storage, repo.codecPool(), `wal/${name}`, repo.codec, { sha256: true });
   try {
     for await (const c of chunks(source())) await w.write(c);
   } catch (err) {
@@ -60,7 +60,8 @@ export async function storeSegment(repo: Repository, name: string, data: WalData
 }
 
 /** The record that makes a stored file count as archived. */
-export async function writeRecord(repo: Repository, name: string, r: StoredResult): Promise<WalEntry> {
+export async function writeRecord(repo: Repository, name: string, r: { readonly stored: string; readonly size: number; readonly sha256?: string }): Promise<WalEntry> {
+  if (r.sha256 === undefined) throw new Error('internal: a WAL file stored without its SHA-256');
   const entry: WalEntry = { name, stored: r.stored.replace(/^wal\//, ''), sha256: r.sha256, size: r.size, archived_at: new Date().toISOString() };
   await repo.storage.put(`wal/${name}.json`, JSON.stringify(entry) + '\n');
   return entry;

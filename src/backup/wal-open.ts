@@ -1,20 +1,27 @@
 import crypto from 'node:crypto';
 import { PgmError } from '../errors.js';
 import type { Repository } from './repository.js';
+import type { AppendFile } from './storage.js';
 import { isSegmentName } from './wal-names.js';
 
 /**
- * The WAL segment in progress, made durable before it is complete: every
- * `backup.wal_flush_interval` the archiver stores the bytes received since
- * its last flush as one chunk object, then rewrites the segment's record
- * listing every chunk with its SHA-256:
+ * The WAL segment in progress, made durable before it is complete, as a
+ * record listing where its bytes are with their SHA-256:
  *
- *   wal/open/<segment>/<session>-<offset>   raw WAL bytes from <offset> (hex)
  *   wal/open/<segment>.json                 an OpenSegment: the chunks, in order, from offset 0
+ *   wal/open/<segment>/<session>[-<offset>] the bytes
  *
- * Only appends happen (a store cannot append, so each flush is a new object),
- * and the record is replaced only by one that covers at least as many bytes.
- * Once the whole segment is archived the record and its chunks are removed.
+ * Two ways, by what the storage can do:
+ * - growing (a local directory): the archiver appends the segment to one
+ *   file per session as it arrives and fdatasyncs it; the record's single
+ *   chunk says how much of the file is durable (the file may hold more).
+ *   Each byte is written once: stored uncompressed, that file becomes the
+ *   archived segment itself when complete.
+ * - chunks (S3, which cannot append): the bytes received since the last
+ *   flush are stored as one more chunk object.
+ * The record is replaced only by one that covers at least as many bytes, so
+ * a restarted archiver never shrinks what an earlier session made durable.
+ * Once the whole segment is archived the record and its files are removed.
  * A restore uses the record for the segment after the last complete one:
  * the chunks concatenated, zero-padded to the segment size (as
  * pg_receivewal's .partial files are), which recovery replays to the last
@@ -55,34 +62,79 @@ export async function openSegments(repo: Repository): Promise<OpenSegment[]> {
   return out;
 }
 
-/** Writes the chunks of one segment in progress, for one archiver session. */
+/** WAL held in memory for the next chunk at most (chunks mode): past it, the caller flushes at once. */
+export const MAX_PENDING = 16 << 20;
+
+/** Writes one segment in progress for one archiver session (growing or chunks, see above). */
 export class OpenSegmentWriter {
   private chunks: OpenChunk[] = [];
   private size = 0;
   /** How far an earlier session's record reaches (read once): this one's replaces it only once it covers more. */
   private earlier: OpenSegment | null | undefined = undefined;
-  private readonly session = `${Date.now().toString(36)}${process.pid.toString(36)}`;
+  /** chunks mode: bytes since the last flush. */
+  private pending: Buffer[] = [];
+  pendingBytes = 0;
+  /** growing mode: everything appended, and the running SHA-256 of it. */
+  private readonly hash = crypto.createHash('sha256');
+  private written = 0;
 
-  constructor(
+  private constructor(
     private readonly repo: Repository,
     readonly segment: string,
     private readonly timeline: number,
     private readonly segmentSize: number,
-  ) {
+    private readonly file: AppendFile | null,
+    private readonly session: string,
+  ) {}
+
+  static async create(repo: Repository, segment: string, timeline: number, segmentSize: number): Promise<OpenSegmentWriter> {
     if (!isSegmentName(segment)) throw new RangeError(`not a WAL segment name: ${segment}`);
+    const session = `${Date.now().toString(36)}${process.pid.toString(36)}`;
+    const file = await repo.storage.appendFile(`wal/open/${segment}/${session}`);
+    return new OpenSegmentWriter(repo, segment, timeline, segmentSize, file, session);
   }
 
+  /** True when the segment grows in one file that becomes the archived segment (a local directory). */
+  get growing(): boolean {
+    return this.file !== null;
+  }
+
+  /** Bytes of the segment durable in the repository, from its start. */
   get flushed(): number {
     return this.size;
   }
 
-  /** Stores `data`, the segment's bytes from `this.flushed` on, then the record (if it now covers more than the stored one). */
-  async append(data: Buffer): Promise<void> {
-    if (data.length === 0) return;
-    const name = `${this.session}-${this.size.toString(16).padStart(8, '0')}`;
-    await this.repo.storage.put(`wal/open/${this.segment}/${name}`, data);
-    this.chunks.push({ name, offset: this.size, size: data.length, sha256: crypto.createHash('sha256').update(data).digest('hex') });
-    this.size += data.length;
+  /** Takes the next bytes of the segment (not durable until `flush`). `chunk` may be reused by the caller afterwards. */
+  write(chunk: Buffer): void {
+    if (this.file) {
+      this.file.append(chunk);
+      this.hash.update(chunk);
+      this.written += chunk.length;
+      return;
+    }
+    this.pending.push(Buffer.from(chunk));
+    this.pendingBytes += chunk.length;
+  }
+
+  /** Makes what was written durable, then the record (if it now covers more than the stored one). Calls must not overlap. */
+  async flush(): Promise<void> {
+    if (this.file) {
+      if (this.written === this.size) return;
+      const digest = this.hash.copy().digest('hex');
+      const upTo = this.written;
+      await this.file.sync();
+      this.chunks = [{ name: this.session, offset: 0, size: upTo, sha256: digest }];
+      this.size = upTo;
+    } else {
+      if (this.pendingBytes === 0) return;
+      const data = Buffer.concat(this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+      const name = `${this.session}-${this.size.toString(16).padStart(8, '0')}`;
+      await this.repo.storage.put(`wal/open/${this.segment}/${name}`, data);
+      this.chunks.push({ name, offset: this.size, size: data.length, sha256: crypto.createHash('sha256').update(data).digest('hex') });
+      this.size += data.length;
+    }
     if (this.earlier === undefined) this.earlier = await readOpen(this.repo, this.segment);
     if (this.earlier && this.earlier.size > this.size) return; // an earlier session got further; keep its record until this one passes it
     const rec: OpenSegment = { segment: this.segment, timeline: this.timeline, segment_size: this.segmentSize, size: this.size, chunks: this.chunks, flushed_at: new Date().toISOString() };
@@ -91,6 +143,18 @@ export class OpenSegmentWriter {
       await removeChunks(this.repo, this.segment, new Set(this.chunks.map((c) => c.name)));
       this.earlier = null;
     }
+  }
+
+  /** growing mode, the segment complete: its file becomes `rel`, durable. Returns the SHA-256 and size of everything written. */
+  async completeAs(rel: string): Promise<{ sha256: string; size: number }> {
+    if (!this.file) throw new Error('internal: completeAs on a segment stored as chunks');
+    await this.file.complete(rel);
+    return { sha256: this.hash.digest('hex'), size: this.written };
+  }
+
+  /** Stops writing; the durable part and its record stay (a restore uses them; the next session replaces them). */
+  async close(): Promise<void> {
+    await this.file?.close();
   }
 }
 
@@ -109,7 +173,9 @@ export async function* openSegmentBytes(repo: Repository, rec: OpenSegment, pad 
   let at = 0;
   for (const c of rec.chunks) {
     if (c.offset !== at) throw damagedOpen(rec.segment, `chunk ${c.name} starts at ${c.offset}, not ${at}`);
-    const data = await repo.storage.read(`wal/open/${rec.segment}/${c.name}`);
+    // a growing file may hold more than its record says is durable: only the recorded prefix counts
+    const whole = await repo.storage.read(`wal/open/${rec.segment}/${c.name}`);
+    const data = whole.length > c.size ? whole.subarray(0, c.size) : whole;
     if (data.length !== c.size || crypto.createHash('sha256').update(data).digest('hex') !== c.sha256) throw damagedOpen(rec.segment, `chunk ${c.name} does not match its checksum`);
     at += data.length;
     yield data;

@@ -14,6 +14,9 @@ import { resumePoint, type WalPoint } from './wal-continuity.js';
 import { formatBytes } from '../util/format.js';
 import { floorToSegment, historyName, parseSizeSetting, timelineSpans, type TimelineSpan } from './wal-names.js';
 
+/** How often the archiver looks whether the segment in progress has new WAL to make durable, where that is cheap. */
+const FAST_FLUSH_MS = 100;
+
 /** The physical slot the archiver streams through, on whichever node is primary. */
 export const ARCHIVER_SLOT = 'pgm_archiver';
 
@@ -253,7 +256,19 @@ export class WalArchiver {
         if (durable >= serverEnd) caughtUpAt = new Date().toISOString();
         this.writeState({ node: nodeName, timeline: at.timeline, archived_lsn: formatLsn(durable), server_lsn: formatLsn(serverEnd > durable ? serverEnd : durable), caught_up_at: caughtUpAt, updated_at: new Date().toISOString() });
       }));
-    const ticker = setInterval(() => void flushOpen(), this.flushIntervalMs);
+    // At least every flush interval; where a flush is only an fdatasync of a local file, as soon as new
+    // WAL is there (checked every FAST_FLUSH_MS), so the archive trails the primary by a fraction of a second.
+    let lastFlush = Date.now();
+    let busy = false;
+    const tick = () => {
+      if (busy) return;
+      const due = Date.now() - lastFlush >= this.flushIntervalMs;
+      if (!due && !(sink?.seg.cheapFlush && sink.seg.dirty)) return;
+      busy = true;
+      lastFlush = Date.now();
+      void flushOpen().finally(() => (busy = false));
+    };
+    const ticker = setInterval(tick, Math.min(this.flushIntervalMs, FAST_FLUSH_MS));
     try {
       for await (const m of stream) {
         if (this.stopping) break;

@@ -2,25 +2,22 @@ import crypto from 'node:crypto';
 import type { Repository } from './repository.js';
 import { storedWriter, type StoredWriter } from './stored-file.js';
 import { assertSameContent, readRecord, removeUnrecorded, storeSegment, writeRecord, type StoreOutcome } from './wal-archive.js';
-import { OpenSegmentWriter, dropOpen, openSegmentBytes, readOpen } from './wal-open.js';
-
-/** WAL kept in memory between two flushes of the segment in progress, at most: past it, a flush happens at once. */
-const MAX_PENDING = 16 << 20;
+import { MAX_PENDING, OpenSegmentWriter, dropOpen, openSegmentBytes, readOpen } from './wal-open.js';
 
 /**
- * The segment being received. Its bytes stream straight into the
- * repository's file for it (compressed, checksummed, visible only once
- * complete), and those received since the last flush are held (at most
- * MAX_PENDING) for the segment-in-progress record (wal-open.ts), which
- * `flush()` stores. So memory stays bounded whatever `wal_segment_size` is,
- * and each byte is written once as part of the segment plus once as a chunk.
- * A segment already archived (streamed again after a restart) is only
- * compared with the archived copy.
+ * The segment being received, written once:
+ * - into a local repository uncompressed, it grows in its in-progress file
+ *   (wal-open.ts), fdatasynced at every flush, and that file becomes the
+ *   archived segment when complete;
+ * - compressed, the compressed copy streams beside it into its own file;
+ * - into S3, it streams into its (multipart) object while the bytes since
+ *   the last flush become one more in-progress chunk at each flush.
+ * Memory stays bounded whatever `wal_segment_size` is. A segment already
+ * archived (streamed again after a restart) is only compared with the
+ * archived copy.
  */
 export class SegmentSink {
   size = 0;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
   private flushing: Promise<void> = Promise.resolve();
   private failure: unknown = null;
 
@@ -29,39 +26,46 @@ export class SegmentSink {
     readonly name: string,
     private readonly writer: StoredWriter | null,
     private readonly compare: crypto.Hash | null,
-    private readonly open: OpenSegmentWriter,
+    private readonly open: OpenSegmentWriter | null,
   ) {}
 
   static async start(repo: Repository, name: string, timeline: number, segmentSize: number): Promise<SegmentSink> {
-    const open = new OpenSegmentWriter(repo, name, timeline, segmentSize);
-    if (await readRecord(repo, name)) return new SegmentSink(repo, name, null, crypto.createHash('sha256'), open);
+    if (await readRecord(repo, name)) return new SegmentSink(repo, name, null, crypto.createHash('sha256'), null);
     await removeUnrecorded(repo, name);
-    return new SegmentSink(repo, name, await storedWriter(repo.storage, repo.codecPool(), `wal/${name}`, repo.codec), null, open);
+    const open = await OpenSegmentWriter.create(repo, name, timeline, segmentSize);
+    const writer = open.growing && repo.codec.kind === 'none' ? null : await storedWriter(repo.storage, repo.codecPool(), `wal/${name}`, repo.codec, { sha256: true });
+    return new SegmentSink(repo, name, writer, null, open);
   }
 
-  /** Bytes of the segment durable in the repository so far (as the segment in progress). */
+  /** Bytes of the segment durable in the repository so far (a segment already archived: all that was compared). */
   get flushed(): number {
-    return this.open.flushed;
+    return this.open ? this.open.flushed : this.size;
   }
 
+  /** True when a flush is worth it soon: bytes arrived since the last one. */
+  get dirty(): boolean {
+    return this.open !== null && this.size > this.open.flushed;
+  }
+
+  /** Where a flush is cheap (an fdatasync of a local file), the archiver flushes more often than the interval. */
+  get cheapFlush(): boolean {
+    return this.open?.growing ?? false;
+  }
+
+  /** `chunk` may be a view into a buffer the caller reuses: whatever keeps it copies it. */
   async write(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
-    const copy = Buffer.from(chunk);
-    if (this.writer) await this.writer.write(copy);
-    else this.compare!.update(copy);
-    this.size += copy.length;
-    this.pending.push(copy);
-    this.pendingBytes += copy.length;
-    if (this.pendingBytes >= MAX_PENDING) await this.flush();
+    this.open?.write(chunk);
+    if (this.writer) await this.writer.write(Buffer.from(chunk));
+    else this.compare?.update(chunk);
+    this.size += chunk.length;
+    if (this.open && this.open.pendingBytes >= MAX_PENDING) await this.flush();
   }
 
-  /** Stores what arrived since the last flush as the segment in progress. Flushes run one after the other, in order. */
+  /** Makes what arrived durable as the segment in progress. Flushes run one after the other, in order. */
   flush(): Promise<void> {
-    const data = this.pending.length === 0 ? null : Buffer.concat(this.pending);
-    this.pending = [];
-    this.pendingBytes = 0;
     this.flushing = this.flushing.then(async () => {
-      if (data && !this.failure) await this.open.append(data).catch((err: unknown) => void (this.failure ??= err));
+      if (this.open && !this.failure) await this.open.flush().catch((err: unknown) => void (this.failure ??= err));
     });
     return this.flushing.then(() => {
       if (this.failure) throw this.failure;
@@ -71,22 +75,30 @@ export class SegmentSink {
   /** The segment is complete: its file and record, then its in-progress record is dropped. */
   async finish(): Promise<StoreOutcome> {
     await this.flushing;
+    if (this.failure) throw this.failure;
     let out: StoreOutcome;
+    if (this.compare) {
+      const existing = (await readRecord(this.repo, this.name))!;
+      await assertSameContent(this.repo, existing, this.compare.digest('hex'), this.size);
+      await dropOpen(this.repo, this.name);
+      return { entry: existing, created: false };
+    }
     if (this.writer) {
       out = { entry: await writeRecord(this.repo, this.name, await this.writer.end()), created: true };
+      await this.open?.close();
     } else {
-      const existing = (await readRecord(this.repo, this.name))!;
-      await assertSameContent(this.repo, existing, this.compare!.digest('hex'), this.size);
-      out = { entry: existing, created: false };
+      const r = await this.open!.completeAs(`wal/${this.name}`);
+      out = { entry: await writeRecord(this.repo, this.name, { stored: `wal/${this.name}`, size: r.size, sha256: r.sha256 }), created: true };
     }
     await dropOpen(this.repo, this.name);
     return out;
   }
 
-  /** Its timeline ended inside it: what there is becomes `<name>.partial`, from the chunks already stored. */
+  /** Its timeline ended inside it: what there is becomes `<name>.partial`, from what is durable in progress. */
   async finishPartial(): Promise<StoreOutcome> {
     await this.flush();
     await this.writer?.abort();
+    await this.open?.close();
     const rec = await readOpen(this.repo, this.name);
     const out = await storeSegment(this.repo, `${this.name}.partial`, () => (rec ? openSegmentBytes(this.repo, rec, false) : []));
     await dropOpen(this.repo, this.name);
@@ -96,5 +108,6 @@ export class SegmentSink {
   async abort(): Promise<void> {
     await this.flushing.catch(() => undefined);
     await this.writer?.abort();
+    await this.open?.close();
   }
 }

@@ -26,7 +26,7 @@ export function restoredTablespaceDir(targetDir: string, oid: string): string {
 export async function materialize(repo: Repository, chain: readonly BackupInfo[], targetDir: string, owner: RunAs): Promise<{ bytes: number }> {
   const members = await Promise.all(chain.map((b) => repoMember(repo, b)));
   // the catalog of every hot backup against PostgreSQL's own manifest, before anything is written
-  for (const [i, b] of chain.entries()) if (b.type === 'full' || b.type === 'incr') checkManifest(b.id, await readManifest(repo, b), { version: 2, entries: members[i].entries });
+  for (const [i, b] of chain.entries()) if (b.type === 'full' || b.type === 'incr') checkManifest(b.id, await readManifest(repo, b), { version: 3, entries: members[i].entries });
   const newest = members[members.length - 1];
   const own = async (p: string, link = false) => {
     if (owner.uid === undefined || owner.gid === undefined) return;

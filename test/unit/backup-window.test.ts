@@ -65,15 +65,20 @@ test('window: no backup old enough (the anchor expired), a damaged incremental, 
 });
 
 test('catalog: the marker and files.json are checked against their checksums and parsed strictly', () => {
-  const list = encodeFileList({ version: 2, entries: [{ kind: 'file', path: 'data/global/1260_vm', size: 8192, stored: 'data/global/1260_vm', stored_size: 8192, sha256: 'a'.repeat(64), crc32c: '01020304' }] });
+  const list = encodeFileList({ version: 3, entries: [{ kind: 'file', path: 'data/global/1260_vm', size: 8192, stored: 'packs/0', offset: 0, stored_size: 8192, crc32c: '01020304', blocks: '01020304' }] });
   const { info, bytes } = encodeMarker({ ...backup('20260101T000000F', 2, 5), node: 'n', start_time: at(1), size_bytes: 1, stored_bytes: 1, compression: 'none', pg_version: '18', system_identifier: '1', catalog_sha256: list.sha256, manifest_sha256: null } as Omit<BackupInfo, 'checksum'>);
   assert.deepEqual(parseMarker(info.id, Buffer.from(bytes)), info);
   const flipped = (s: string, from: string, to: string) => Buffer.from(s.replace(from, to));
   assert.throws(() => parseMarker(info.id, flipped(bytes, '"size_bytes": 1', '"size_bytes": 3')), /backup.json does not match its own checksum/);
   assert.deepEqual(parseFileList(info, Buffer.from(list.bytes)).entries.length, 1);
   assert.throws(() => parseFileList(info, flipped(list.bytes, '"kind":"file"', '"kind":"fild"')), (e: unknown) => e instanceof PgmError && /files.json does not match the checksum recorded in backup.json/.test(e.message));
-  const odd = encodeFileList({ version: 2, entries: [{ kind: 'fild', path: 'x' }] } as never);
+  const odd = encodeFileList({ version: 3, entries: [{ kind: 'fild', path: 'x' }] } as never);
   assert.throws(() => parseFileList({ ...info, catalog_sha256: odd.sha256 }, Buffer.from(odd.bytes)), /files.json has an entry pgmaestro does not know/);
+  const short = encodeFileList({ version: 3, entries: [{ kind: 'file', path: 'data/x', size: 2 << 20, stored: 'data/x', stored_size: 2 << 20, crc32c: '01020304', blocks: '01020304' }] });
+  assert.throws(() => parseFileList({ ...info, catalog_sha256: short.sha256 }, Buffer.from(short.bytes)), /block checksums do not cover the stored size/);
+  // a repository written by the first format: refused with what to do
+  const old = Buffer.from(JSON.stringify({ id: '20250101T000000F', type: 'full', parent: null, node: 'n', start_time: at(1), stop_time: at(2), start_lsn: '0/2000028', stop_lsn: '0/2000100', timeline: 1, size_bytes: 1, stored_bytes: 1, compression: 'none', pg_version: '17', system_identifier: '1' }));
+  assert.throws(() => parseMarker('20250101T000000F', old), (e: unknown) => e instanceof PgmError && e.code === 'backup.unsupported' && /written by an earlier pgmaestro \(repository format 1/.test(e.message) && /take a new full backup/.test(e.hint ?? ''));
 });
 
 test('crc32c of two parts combines into the crc32c of the whole', () => {

@@ -97,30 +97,51 @@ test('a damaged archived segment is refused naming it', async () => {
   await assert.rejects(readArchived(r, out.entry), /000000010000000000000003 is damaged: .* does not match its checksum/);
 });
 
-test('the segment in progress: chunks appended, a record covering them; a new session replaces it only once it covers more', async () => {
-  const r = repo();
-  const data = bytes(4);
-  const w1 = new OpenSegmentWriter(r, '000000010000000000000007', 1, SZ);
-  await w1.append(data.subarray(0, 1000));
-  await w1.append(data.subarray(1000, 5000));
-  const rec = (await readOpen(r, '000000010000000000000007'))!;
-  assert.equal(rec.size, 5000);
-  const all = Buffer.concat(await collect(openSegmentBytes(r, rec)));
-  assert.equal(all.length, SZ, 'zero-padded to the segment size');
-  assert.ok(all.subarray(0, 5000).equals(data.subarray(0, 5000)));
-  assert.ok(all.subarray(5000).equals(Buffer.alloc(SZ - 5000)));
-  await new Promise((res) => setTimeout(res, 5));
-  const w2 = new OpenSegmentWriter(r, '000000010000000000000007', 1, SZ);
-  await w2.append(data.subarray(0, 3000));
-  assert.equal((await readOpen(r, '000000010000000000000007'))!.size, 5000, 'the earlier, longer record stays');
-  await w2.append(data.subarray(3000, 9000));
-  const rec2 = (await readOpen(r, '000000010000000000000007'))!;
-  assert.equal(rec2.size, 9000);
-  assert.equal((await r.storage.list('wal/open/000000010000000000000007')).length, 2, "the first session's chunks are gone");
-  assert.ok(Buffer.concat(await collect(openSegmentBytes(r, rec2))).subarray(0, 9000).equals(data.subarray(0, 9000)));
-  await dropOpen(r, '000000010000000000000007');
-  assert.equal(await readOpen(r, '000000010000000000000007'), null);
-});
+for (const mode of ['growing', 'chunks'] as const) {
+  test(`the segment in progress (${mode}): flushed, a record covering it; a new session replaces it only once it covers more`, async () => {
+    const r = repo();
+    if (mode === 'chunks') (r.storage as PosixStorage).appendFile = async () => null as never; // as S3 does: no file can grow
+    const data = bytes(4);
+    const seg = '000000010000000000000007';
+    const w1 = await OpenSegmentWriter.create(r, seg, 1, SZ);
+    assert.equal(w1.growing, mode === 'growing');
+    w1.write(data.subarray(0, 1000));
+    await w1.flush();
+    w1.write(data.subarray(1000, 5000));
+    w1.write(data.subarray(5000, 6000));
+    assert.equal((await readOpen(r, seg))!.size, 1000, 'written but not flushed: not claimed durable');
+    await w1.flush();
+    const rec = (await readOpen(r, seg))!;
+    assert.equal(rec.size, 6000);
+    const all = Buffer.concat(await collect(openSegmentBytes(r, rec)));
+    assert.equal(all.length, SZ, 'zero-padded to the segment size');
+    assert.ok(all.subarray(0, 6000).equals(data.subarray(0, 6000)));
+    assert.ok(all.subarray(6000).equals(Buffer.alloc(SZ - 6000)));
+    await w1.close();
+    await new Promise((res) => setTimeout(res, 5));
+    const w2 = await OpenSegmentWriter.create(r, seg, 1, SZ);
+    w2.write(data.subarray(0, 3000));
+    await w2.flush();
+    assert.equal((await readOpen(r, seg))!.size, 6000, 'the earlier, longer record stays');
+    w2.write(data.subarray(3000, 9000));
+    await w2.flush();
+    const rec2 = (await readOpen(r, seg))!;
+    assert.equal(rec2.size, 9000);
+    assert.equal((await r.storage.list(`wal/open/${seg}`)).length, mode === 'chunks' ? 2 : 1, "the first session's files are gone");
+    assert.ok(Buffer.concat(await collect(openSegmentBytes(r, rec2))).subarray(0, 9000).equals(data.subarray(0, 9000)));
+    if (mode === 'growing') {
+      // the growing file becomes the archived segment; a damaged durable prefix is refused
+      const file = path.join((r.storage as PosixStorage).root, 'wal', 'open', seg, rec2.chunks[0].name);
+      const b = fs.readFileSync(file);
+      b[100] ^= 1;
+      fs.writeFileSync(file, b);
+      await assert.rejects(collect(openSegmentBytes(r, rec2)), /segment in progress 000000010000000000000007 is damaged/);
+    }
+    await w2.close();
+    await dropOpen(r, seg);
+    assert.equal(await readOpen(r, seg), null);
+  });
+}
 
 test('the archive position is the newest timeline, then the highest segment; gaps are checked over the repository', async () => {
   const r = repo();
