@@ -9,7 +9,7 @@ import { postmasterRunning, readControlCheckpoint, readSystemIdentifier } from '
 import { formatLsn, parseLsn } from '../postgres/lsn.js';
 import { Progress } from './progress.js';
 import type { Repository } from './repository.js';
-import { entryOf, storedWriter } from './stored-file.js';
+import { BackupFiles } from './backup-files.js';
 import type { BackupInfo, StoredEntry } from './types.js';
 
 const SKIP = new Set(['postmaster.pid', 'postmaster.opts']);
@@ -29,6 +29,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
   const systemId = readSystemIdentifier(node.dataDir)!;
   await repo.bindSystem(systemId);
   const { id, dir } = await repo.begin('cold');
+  const stored = new BackupFiles(repo.storage, () => repo.codecPool(), repo.codec, dir);
   const startTime = new Date();
   const entries: StoredEntry[] = [];
   const progress = new Progress(`cold backup ${id} of ${node.name}`, process.stderr, opts.quiet);
@@ -62,19 +63,25 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
           entries.push({ kind: 'dir', path: logical });
           await copyTree(abs, logical);
         } else if (st.isFile()) {
-          const w = await storedWriter(repo.storage, repo.codecPool(), `${dir}/${logical}`, repo.codec, { deferSync: true });
-          for await (const chunk of fs.createReadStream(abs, { highWaterMark: 1 << 20 })) {
-            await w.write(chunk as Buffer);
-            done += (chunk as Buffer).length;
-            progress.update(done, null);
+          const index = entries.push({ kind: 'dir', path: '' }) - 1; // filled once stored
+          const w = await stored.open(logical, st.size, (e) => void (entries[index] = e));
+          try {
+            for await (const chunk of fs.createReadStream(abs, { highWaterMark: 1 << 20 })) {
+              await w.write(chunk as Buffer);
+              done += (chunk as Buffer).length;
+              progress.update(done, null);
+            }
+          } catch (err) {
+            await w.abort();
+            throw err;
           }
-          const r = await w.end();
-          entries.push(entryOf(logical, r, dir));
+          await w.end();
         }
       }
     };
     entries.push({ kind: 'dir', path: 'data' });
     await copyTree(node.dataDir, 'data');
+    await stored.finish(); // every file durable before the marker
     progress.finish(done);
     const files = entries.filter((e): e is Extract<StoredEntry, { kind: 'file' }> => e.kind === 'file');
     const record = {
@@ -94,9 +101,9 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
       system_identifier: systemId,
       manifest_sha256: null,
     };
-    await repo.storage.syncDeferred();
     info = await repo.complete(record, { version: 3, entries });
   } catch (err) {
+    await stored.abort();
     await repo.storage.remove(dir).catch(() => undefined);
     throw err;
   } finally {

@@ -55,7 +55,7 @@ export class Repository {
     readonly storage: Storage,
     readonly codec: Codec,
     readonly cluster: string,
-    private readonly processMax = 2,
+    readonly processMax = 2,
   ) {}
 
   get compression(): Codec['kind'] {

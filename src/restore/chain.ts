@@ -11,4 +11,11 @@ export interface ChainMember {
   readonly files: ReadonlySet<string>;
   /** The original bytes of `rel`, in order. */
   open(rel: string): AsyncIterable<Buffer>;
+  /**
+   * Where `rel` can be read at any offset (stored uncompressed on its own),
+   * a function giving its original bytes from block `from` to block `to`
+   * (1 MiB blocks; shorter at its end), checked; else null (or absent):
+   * `open` only.
+   */
+  blockReader?(rel: string): ((from: number, to: number) => Promise<Buffer>) | null;
 }

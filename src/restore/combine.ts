@@ -7,6 +7,7 @@ import { checkLabelChain, parseBackupLabel, rewriteBackupLabel } from './combine
 import type { BackupLabel } from './combine-label.js';
 import { NEWEST, ZERO, combinePlan, planReconstruction } from './combine-plan.js';
 import type { CombineStep, OlderVersion } from './combine-plan.js';
+import { BLOCK } from '../backup/codec.js';
 import { BLCKSZ, ExactReader, incrementalTarget, isIncrementalName, readIncremental } from './incremental-file.js';
 import type { IncrementalReader } from './incremental-file.js';
 
@@ -24,17 +25,23 @@ export interface CombineResult {
   readonly bytes: number;
 }
 
-/** Blocks handed to `out.write` at once. */
-const WRITE_BLOCKS = 32;
+/** Pages in one output window: the size of a stored block, so a window of a whole file is one checked block. */
+const WINDOW = BLOCK / BLCKSZ;
 /** Files written at the same time by combineInto. */
 const CONCURRENCY = 8;
 
 /**
  * Streams the file that `rel` (an INCREMENTAL file of the newest member of
  * `chain`, which runs oldest = a full backup .. newest) stands for into
- * `out`, in block order. Each source is read once, front to back, all of
- * them side by side, so memory stays at a few pages per source whatever the
- * file size. Returns the bytes written.
+ * `out`, one window of WINDOW pages (1 MiB) at a time. INCREMENTAL files are
+ * read front to back, side by side; of the whole file at the bottom only
+ * the windows that still supply a page are read — straight from the stored
+ * file where the member allows it (uncompressed, stored on its own),
+ * otherwise front to back, only as far as needed. Every block read is
+ * checked against its checksum before it is used (stored-file.ts), so no
+ * source has to be read to its end for the check to cover what was taken.
+ * A window taken whole from the full file is written as read, without a
+ * copy. Returns the bytes written.
  */
 export async function reconstructFile(chain: readonly ChainMember[], rel: string, out: { write(chunk: Buffer): Promise<void> }): Promise<number> {
   const newest = chain.at(-1);
@@ -43,6 +50,7 @@ export async function reconstructFile(chain: readonly ChainMember[], rel: string
   }
   const target = incrementalTarget(rel);
   const cursors: BlockCursor[] = [];
+  let full: FullSource | null = null;
   try {
     // Read the headers: the newest incremental's, then older versions' until a whole file.
     const latest = await readIncremental(newest.open(rel), `${rel} of backup ${newest.id}`);
@@ -52,7 +60,7 @@ export async function reconstructFile(chain: readonly ChainMember[], rel: string
       const m = chain[k];
       if (m.files.has(target)) {
         older.push({ kind: 'full' });
-        cursors.push(fullCursor(() => m.open(target)));
+        full = fullSource(m, target);
         break;
       }
       if (!m.files.has(rel)) throw missingIn(m.id, newest.id, target);
@@ -67,22 +75,36 @@ export async function reconstructFile(chain: readonly ChainMember[], rel: string
       });
     }
 
-    // Decide where each block comes from, then merge the sources in block order.
+    // Decide where each block comes from, then merge the sources window by window.
     const plan = planReconstruction(latest.header, older);
+    const fullIndex = older.length; // olderSource(older.length - 1)
     const used = new Set(plan.sources);
     await Promise.all(cursors.map((c, s) => (s === NEWEST || used.has(s) ? undefined : c.close())));
-    const batch: Buffer[] = [];
-    for (let b = 0; b < plan.lengthBlocks; b++) {
-      const s = plan.sources[b];
-      batch.push(s === ZERO ? ZERO_PAGE : ((await cursors[s].take(b)) ?? ZERO_PAGE));
-      if (batch.length === WRITE_BLOCKS) await out.write(Buffer.concat(batch.splice(0)));
+    for (let first = 0; first < plan.lengthBlocks; first += WINDOW) {
+      const n = Math.min(WINDOW, plan.lengthBlocks - first);
+      const w = first / WINDOW;
+      let fromFull = 0;
+      for (let b = first; b < first + n; b++) if (plan.sources[b] === fullIndex) fromFull++;
+      const fullWindow = fromFull > 0 ? await full!.window(w) : null;
+      if (fromFull === n && fullWindow!.length >= n * BLCKSZ) {
+        await out.write(fullWindow!.length === n * BLCKSZ ? fullWindow! : fullWindow!.subarray(0, n * BLCKSZ));
+        continue;
+      }
+      const buf = Buffer.allocUnsafe(n * BLCKSZ);
+      for (let b = first; b < first + n; b++) {
+        const s = plan.sources[b];
+        const at = (b - first) * BLCKSZ;
+        if (s === fullIndex && fullWindow!.length >= at + BLCKSZ) fullWindow!.copy(buf, at, at, at + BLCKSZ);
+        else if (s === ZERO || s === fullIndex) buf.fill(0, at, at + BLCKSZ); // past the end of the whole file (or a partial page): zeros
+        else (await cursors[s].take(b)).copy(buf, at);
+      }
+      await out.write(buf);
     }
-    if (batch.length > 0) await out.write(Buffer.concat(batch));
-    // every source read is read to its end, so its checksum (checked at the end) covers the blocks taken from it
-    for (const [s, c] of cursors.entries()) if (s === NEWEST || used.has(s)) await c.finish();
+    // the newest incremental is read to its end: bytes after its last page are damage
+    await cursors[NEWEST].finish();
     return plan.lengthBlocks * BLCKSZ;
   } finally {
-    await Promise.allSettled(cursors.map((c) => c.close()));
+    await Promise.allSettled([...cursors.map((c) => c.close()), full?.close()]);
   }
 }
 
@@ -96,7 +118,7 @@ export async function reconstructFile(chain: readonly ChainMember[], rel: string
  * 'backup.corrupt' for an inconsistent chain, 'restore.failed' for the file
  * system; on failure what was written is left for the caller to remove.
  */
-export async function combineInto(chain: readonly ChainMember[], targetDir: string, owner: { uid?: number; gid?: number } = {}): Promise<CombineResult> {
+export async function combineInto(chain: readonly ChainMember[], targetDir: string, owner: { uid?: number; gid?: number } = {}, opts: { concurrency?: number; syncFileSystem?: boolean } = {}): Promise<CombineResult> {
   const root = path.resolve(targetDir);
   try {
     // Check that the backups form one chain, and decide what each file is made of.
@@ -107,10 +129,10 @@ export async function combineInto(chain: readonly ChainMember[], targetDir: stri
     const tree = new WrittenTree(owner);
     await prepareTarget(tree, root);
     const newest = chain[chain.length - 1];
-    await eachLimited(plan.steps, CONCURRENCY, (step) => writeStep(tree, root, chain, newest, step));
+    await eachLimited(plan.steps, opts.concurrency ?? CONCURRENCY, (step) => writeStep(tree, root, chain, newest, step));
 
     // Make it durable.
-    await tree.syncAll(16);
+    await tree.syncAll(16, { fileSystem: opts.syncFileSystem });
     const count = (kind: CombineStep['kind']) => plan.steps.filter((s) => s.kind === kind).length;
     return { files: plan.steps.length, copied: count('copy'), reconstructed: count('reconstruct'), bytes: tree.bytes };
   } catch (err) {
@@ -148,16 +170,14 @@ async function writeStep(tree: WrittenTree, root: string, chain: readonly ChainM
   }
 }
 
-/** Gives out blocks of one source in ascending order, reading it front to back. */
+/** Gives out pages of an INCREMENTAL file in ascending block order, reading it front to back. */
 interface BlockCursor {
-  /** Block `b` (greater than any taken before), or null if the source ends first. */
-  take(b: number): Promise<Buffer | null>;
-  /** Reads to the end so that a damaged tail is noticed. */
+  /** Page of block `b` (greater than any taken before); the plan only asks for blocks the file has. */
+  take(b: number): Promise<Buffer>;
+  /** Reads to the end so that bytes after the last page are noticed. */
   finish(): Promise<void>;
   close(): Promise<void>;
 }
-
-const ZERO_PAGE = Buffer.alloc(BLCKSZ);
 
 function incrementalCursor(file: IncrementalReader): BlockCursor {
   return {
@@ -175,21 +195,29 @@ function incrementalCursor(file: IncrementalReader): BlockCursor {
   };
 }
 
-/** A whole relation file, opened only when a block is first asked of it. */
-function fullCursor(open: () => AsyncIterable<Buffer>): BlockCursor {
+/** The whole file at the bottom of a reconstruction, by windows of WINDOW pages, asked for in ascending order. */
+interface FullSource {
+  /** The file's bytes of window `w` (shorter at its end, empty past it), checked. */
+  window(w: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+function fullSource(m: ChainMember, rel: string): FullSource {
+  const read = m.blockReader?.(rel);
+  if (read) return { window: (w) => read(w, w + 1), close: async () => undefined };
+  // front to back, opened only when a window is first asked for, skipping windows nobody needs
   let reader: ExactReader | null = null;
-  let next = 0;
+  let at = 0;
   return {
-    async take(b) {
-      reader ??= new ExactReader(open());
-      const gap = (b - next) * BLCKSZ;
-      next = b + 1;
-      if ((await reader.skip(gap)) < gap) return null;
-      const page = await reader.read(BLCKSZ);
-      return page.length === BLCKSZ ? page : null;
-    },
-    async finish() {
-      if (reader) while ((await reader.skip(1 << 24)) > 0);
+    async window(w) {
+      reader ??= new ExactReader(m.open(rel));
+      const skip = w * BLOCK - at;
+      const skipped = await reader.skip(skip);
+      at += skipped;
+      if (skipped < skip) return Buffer.alloc(0);
+      const data = await reader.read(BLOCK);
+      at += data.length;
+      return data;
     },
     close: async () => reader?.close(),
   };

@@ -9,7 +9,8 @@ import { checkManifest } from '../backup/manifest-check.js';
 import { readManifest } from '../backup/physical.js';
 import { combineInto } from './combine.js';
 import { eachLimited } from '../backup/storage.js';
-import { repoMember, toDataRel } from './repo-member.js';
+import { repoMember, toDataRel, type RepoMember } from './repo-member.js';
+import { PackCache } from '../backup/stored-file.js';
 
 /** Where a restored instance keeps tablespace `oid`: beside its data directory. */
 export function restoredTablespaceDir(targetDir: string, oid: string): string {
@@ -24,7 +25,8 @@ export function restoredTablespaceDir(targetDir: string, oid: string): string {
  * against its stored checksum; a damaged file fails the restore naming it.
  */
 export async function materialize(repo: Repository, chain: readonly BackupInfo[], targetDir: string, owner: RunAs): Promise<{ bytes: number }> {
-  const members = await Promise.all(chain.map((b) => repoMember(repo, b)));
+  const packs = new PackCache();
+  const members = await Promise.all(chain.map((b) => repoMember(repo, b, packs)));
   // the catalog of every hot backup against PostgreSQL's own manifest, before anything is written
   for (const [i, b] of chain.entries()) if (b.type === 'full' || b.type === 'incr') checkManifest(b.id, await readManifest(repo, b), { version: 3, entries: members[i].entries });
   const newest = members[members.length - 1];
@@ -35,13 +37,14 @@ export async function materialize(repo: Repository, chain: readonly BackupInfo[]
   const abs = (rel: string) => path.join(targetDir, rel);
 
   // 1. the files, tablespaces first written under pg_tblspc/<oid>/
+  const concurrency = Math.max(4, 2 * repo.processMax);
   if (members.length > 1) {
-    await combineInto(members, targetDir, { uid: owner.uid, gid: owner.gid });
+    await combineInto(members, targetDir, { uid: owner.uid, gid: owner.gid }, { concurrency, syncFileSystem: true });
   } else {
     const tree = new WrittenTree({ uid: owner.uid, gid: owner.gid });
     await tree.prepareRoot(targetDir);
-    await eachLimited([...newest.files], 8, (rel) => tree.writeFile(abs(rel), newest.open(rel)));
-    await tree.syncAll(16);
+    await eachLimited(byStorageOrder(newest), concurrency, (rel) => tree.writeFile(abs(rel), newest.open(rel)));
+    await tree.syncAll(16, { fileSystem: true });
   }
 
   // 2. the directories without files, then each tablespace moved beside the
@@ -72,4 +75,16 @@ export async function materialize(repo: Repository, chain: readonly BackupInfo[]
     bytes += st?.size ?? 0;
   }
   return { bytes };
+}
+
+/** The files of a backup in the order they are stored: packed ones by pack and offset (one sequential read of each pack), then the rest. */
+export function byStorageOrder(m: RepoMember): string[] {
+  const key = (rel: string) => {
+    const e = m.entry(rel)!;
+    return e.offset === undefined ? [1, e.stored, 0] as const : [0, e.stored, e.offset] as const;
+  };
+  return [...m.files].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    return x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : x[2] - y[2]);
+  });
 }

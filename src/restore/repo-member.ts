@@ -1,6 +1,7 @@
 import type { Repository } from '../backup/repository.js';
 import { dataRel } from '../backup/manifest-check.js';
-import { PackCache, verifiedReader as storedReader } from '../backup/stored-file.js';
+import { kindOfStored } from '../backup/codec.js';
+import { PackCache, readCheckedBlocks, verifiedReader as storedReader } from '../backup/stored-file.js';
 import type { BackupInfo, StoredEntry } from '../backup/types.js';
 import { PgmError } from '../errors.js';
 import type { ChainMember } from './chain.js';
@@ -29,6 +30,12 @@ export async function repoMember(repo: Repository, b: BackupInfo, packs = new Pa
     entries,
     entry: (rel) => byRel.get(rel),
     files: new Set(byRel.keys()),
+    blockReader(rel: string) {
+      const e = byRel.get(rel);
+      // packed or compressed: its blocks are not at fixed offsets; it is read from the start (open)
+      if (!e || e.offset !== undefined || kindOfStored(e.stored) !== 'none') return null;
+      return (from: number, to: number) => readCheckedBlocks(repo.storage, `backups/${b.id}/${e.stored}`, e, from, to, `backup ${b.id}`);
+    },
     open(rel: string): AsyncIterable<Buffer> {
       const e = byRel.get(rel);
       if (!e) throw new PgmError('backup.corrupt', `backup ${b.id} has no file ${rel}.`, { hint: 'run pgmaestro backup verify.' });

@@ -60,8 +60,10 @@ test('full, then three incrementals with inserts, updates, deletes, truncate, dr
   const i3 = await backup(c, 'incr');
   assert.equal(i3.parent, i2.id);
   assert.ok(i3.size_bytes < full.size_bytes, `the incremental (${i3.size_bytes}) is smaller than the full (${full.size_bytes})`);
-  const incrementalFiles = fs.readdirSync(path.join(c.dir, 'backups', 'backups', i1.id, 'data', 'base'), { recursive: true }).filter((f) => String(f).includes('INCREMENTAL.'));
+  const catalog = JSON.parse(fs.readFileSync(path.join(c.dir, 'backups', 'backups', i1.id, 'files.json'), 'utf8')) as { entries: { kind: string; path: string; stored: string }[] };
+  const incrementalFiles = catalog.entries.filter((e) => e.kind === 'file' && e.path.includes('/INCREMENTAL.'));
   assert.ok(incrementalFiles.length > 0, 'the first incremental holds INCREMENTAL files');
+  assert.ok(incrementalFiles.some((e) => e.stored.startsWith('packs/')), 'small files are packed');
 
   const source = await fingerprint(c.password(), PORT);
   const { dir, r } = await restoreTo(c, PORT + 50, '--latest');
@@ -94,24 +96,49 @@ test('restore --node rebuilds a replica from the repository; it catches up from 
   assert.match(refused.stderr, /node1 is the running primary; rebuilding it from the repository would discard its newer data/);
 });
 
-test('one flipped byte: verify fails naming the file, and restore refuses that backup', async () => {
+test('one flipped byte in a data file, files.json, backup_manifest or backup.json, of a full and of an incremental: verify names it, restore refuses, undone it passes', async () => {
   const backups = await list(c);
-  const victim = backups[backups.length - 1]; // every file of the newest backup is read by a restore
-  const filesJson = JSON.parse(fs.readFileSync(path.join(c.dir, 'backups', 'backups', victim.id, 'files.json'), 'utf8')) as { entries: { kind: string; stored: string; size: number }[] };
-  const target = filesJson.entries.find((e) => e.kind === 'file' && e.size > 8192 && e.stored.includes('base/'))!;
-  const file = path.join(c.dir, 'backups', 'backups', victim.id, target.stored);
-  const bytes = fs.readFileSync(file);
-  bytes[Math.floor(bytes.length / 2)] ^= 0x01;
-  fs.writeFileSync(file, bytes);
-
-  const v = await c.run('backup', 'verify', victim.id);
-  assert.equal(v.code, 1);
-  assert.ok(v.stderr.includes(target.stored), `verify names ${target.stored}: ${v.stderr}`);
-
-  const { dir, r } = await restoreTo(c, PORT + 51, '--latest');
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, new RegExp(`backup ${victim.id} is damaged: ${target.stored.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not match its checksum`));
-  assert.equal(fs.existsSync(dir), false, 'the refused restore left nothing behind');
+  const [full, newest] = [backups[0], backups[backups.length - 1]];
+  const dirOf = (id: string) => path.join(c.dir, 'backups', 'backups', id);
+  type Entry = { kind: string; path: string; stored: string; offset?: number; size: number; stored_size: number };
+  const entriesOf = (id: string) => (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'files.json'), 'utf8')) as { entries: Entry[] }).entries.filter((e) => e.kind === 'file');
+  // of the full: the largest relation file no incremental changed, so a restore of the newest rebuilds it from every block of the full's copy
+  const unchanged = (p: string) => backups.slice(1).every((b) => entriesOf(b.id).some((e) => e.path === p.replace(/\/([^/]+)$/, '/INCREMENTAL.$1') && e.size === 12));
+  const ofFull = entriesOf(full.id).filter((e) => e.size > 8192 && e.path.startsWith('data/base/') && unchanged(e.path)).sort((x, y) => y.size - x.size)[0];
+  // of the newest: its largest INCREMENTAL file (every page of it is used)
+  const ofNewest = entriesOf(newest.id).filter((e) => e.path.includes('/INCREMENTAL.')).sort((x, y) => y.size - x.size)[0];
+  assert.ok(ofFull && ofNewest, 'a file to damage in each');
+  const flipAt = (file: string, at: number) => {
+    const orig = fs.readFileSync(file);
+    const b = Buffer.from(orig);
+    b[at] ^= 0x20;
+    fs.writeFileSync(file, b);
+    return () => fs.writeFileSync(file, orig);
+  };
+  let restoreChecks = 0;
+  for (const [b, data] of [[full, ofFull], [newest, ofNewest]] as const) {
+    const records: [string, () => () => void][] = [
+      [data.stored, () => flipAt(path.join(dirOf(b.id), data.stored), (data.offset ?? 0) + Math.floor(data.stored_size / 2))],
+      ...['files.json', 'backup_manifest', 'backup.json'].map((n) => [n, () => flipAt(path.join(dirOf(b.id), n), Math.floor(fs.statSync(path.join(dirOf(b.id), n)).size / 2))] as [string, () => () => void]),
+    ];
+    for (const [name, damage] of records) {
+      const undo = damage();
+      try {
+        const v = await c.run('backup', 'verify', newest.id);
+        assert.equal(v.code, 1, `${b.type} ${name}: verify fails`);
+        assert.ok(v.stderr.includes(name), `${b.type} ${name}: verify names it: ${v.stderr}`);
+        if (restoreChecks++ % 2 === 1) continue; // each kind of record is refused by a restore once, of one backup or the other
+        const { dir, r } = await restoreTo(c, PORT + 51, '--latest');
+        assert.equal(r.code, 1, `${b.type} ${name}: restore refuses`);
+        assert.ok(r.stderr.includes(name), `${b.type} ${name}: restore names it: ${r.stderr}`);
+        assert.equal(fs.existsSync(dir) || fs.existsSync(`${dir}_wal`), false, 'the refused restore left nothing behind');
+      } finally {
+        undo();
+      }
+    }
+  }
+  const ok = await c.run('backup', 'verify');
+  assert.equal(ok.code, 0, ok.stderr);
 });
 
 test('a logical backup of an 18 server needs pg_dump 18 or later: used when installed, else the error says what to install', async () => {

@@ -142,13 +142,21 @@ test('reconstruction matches the relation byte for byte over 400 random historie
   assert.ok(regrown > 20, `${regrown} histories regrew without WAL after an earlier truncation`);
 });
 
-test('reconstruction reads each source it uses front to back, to its end (so its checksum covers what was taken), and never opens an unneeded whole file', async () => {
-  const fullPages = Array.from({ length: 100 }, newPage);
+test('reconstruction reads of the whole file only the windows it needs (as far as needed front to back, or just those blocks), and never opens an unneeded one', async () => {
+  const fullPages = Array.from({ length: 300 }, newPage); // three 1 MiB windows
   const newestPage = newPage();
   const F = member('F', { 'base/1/7': Buffer.concat(fullPages) });
   const I = member('I', { 'base/1/INCREMENTAL.7': encodeIncrementalFile({ truncationBlockLength: 3, pages: [{ block: 1, data: newestPage }] }) });
   assert.deepEqual(await rebuild([F, I], 'base/1/INCREMENTAL.7'), Buffer.concat([fullPages[0], newestPage, fullPages[2]]));
-  assert.equal(F.pulled.get('base/1/7'), 100 * BLCKSZ, 'the used whole file is read once, to its end');
+  assert.ok(F.pulled.get('base/1/7')! < (1 << 20) + 20000, `the whole file is read only as far as its first window (${F.pulled.get('base/1/7')} bytes)`);
+  // with random access: only the windows that supply a page
+  const asked: number[] = [];
+  const whole = Buffer.concat(fullPages);
+  const R: ChainMember = { ...member('R', { 'base/1/7': whole }), blockReader: () => async (from, to) => (asked.push(from), whole.subarray(from << 20, to << 20)) };
+  const I3 = member('I3', { 'base/1/INCREMENTAL.7': encodeIncrementalFile({ truncationBlockLength: 300, pages: [{ block: 5, data: newestPage }, ...Array.from({ length: 128 }, (_, i) => ({ block: 128 + i, data: fullPages[128 + i] }))] }) });
+  const got = await rebuild([R, I3], 'base/1/INCREMENTAL.7');
+  assert.deepEqual(got, Buffer.concat([...fullPages.slice(0, 5), newestPage, ...fullPages.slice(6)]));
+  assert.deepEqual(asked, [0, 2], 'window 1 comes wholly from the incremental: never read from the full file');
 
   const F2 = member('F2', { 'base/1/7': Buffer.concat(fullPages) });
   const all = member('all', { 'base/1/INCREMENTAL.7': encodeIncrementalFile({ truncationBlockLength: 2, pages: [0, 1].map((block) => ({ block, data: fullPages[block] })) }) });
