@@ -134,7 +134,9 @@ export class Repository {
   /** Completed backups for a restore: refuses while any marker is damaged (its backup might be the one the target needs). */
   async listForRestore(): Promise<BackupInfo[]> {
     const { backups, damaged } = await this.scan();
-    if (damaged.length > 0) throw damaged[0].problem;
+    // a backup of an earlier repository format is known not to be usable, not damaged: restore plans without it
+    const bad = damaged.filter((d) => d.problem.data.legacy === undefined);
+    if (bad.length > 0) throw bad[0].problem;
     return backups;
   }
 
