@@ -45,6 +45,14 @@ export class CodecPool {
     return { frame: Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength), crc: r.crc };
   }
 
+  /** Decompresses one lz4 / zstd frame (restore), on the least busy worker. */
+  async decompress(kind: 'lz4' | 'zstd', frame: Buffer): Promise<Buffer> {
+    const w = this.load.indexOf(Math.min(...this.load));
+    const r = await this.request(w, (id) => ({ op: 'decompress', id, kind, data: frame }), frame);
+    if (!('frame' in r)) throw new Error('internal: codec worker answered a decompress request without data');
+    return Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength);
+  }
+
   private closing = false;
 
   async close(): Promise<void> {
@@ -62,7 +70,7 @@ export class CodecPool {
     const transfer = data && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
     this.workers[worker].postMessage(make(id), transfer);
     const r = await reply;
-    if ('error' in r) throw new PgmError('backup.failed', `compressing or checksumming a file failed: ${r.error}.`, { hint: 'check backup.compression; run the backup again.' });
+    if ('error' in r) throw new PgmError('backup.failed', `a codec worker failed: ${r.error}.`, { hint: 'check backup.compression; run the command again.' });
     return r;
   }
 

@@ -94,7 +94,7 @@ function framed(frame: Buffer): Buffer {
   return out;
 }
 
-async function decompressFrame(kind: 'lz4' | 'zstd', frame: Buffer): Promise<Buffer<ArrayBufferLike>> {
+export async function decompressFrame(kind: 'lz4' | 'zstd', frame: Buffer): Promise<Buffer<ArrayBufferLike>> {
   if (kind === 'lz4') return lz4().decompressFrameSync(frame);
   return nodeZstd.zstdDecompressSync ? nodeZstd.zstdDecompressSync(frame) : zstd().decompress(frame);
 }
@@ -103,7 +103,14 @@ async function decompressFrame(kind: 'lz4' | 'zstd', frame: Buffer): Promise<Buf
  * The original bytes of a stored file from its stored bytes. `where` names
  * the file when the stored bytes are not what the format says.
  */
-export async function* decodeStored(kind: CompressionKind, stored: AsyncIterable<Buffer>, where: string): AsyncGenerator<Buffer> {
+export interface FrameDecoder {
+  decompress(kind: 'lz4' | 'zstd', frame: Buffer): Promise<Buffer>;
+}
+
+/** lz4 / zstd frames decompressed at the same time at most, with a decoder (worker threads). */
+const FRAMES_IN_FLIGHT = 4;
+
+export async function* decodeStored(kind: CompressionKind, stored: AsyncIterable<Buffer>, where: string, decoder?: FrameDecoder): AsyncGenerator<Buffer> {
   if (kind === 'none') return yield* stored;
   if (kind === 'gzip') {
     const gunzip = zlib.createGunzip({ chunkSize: 1 << 18 });
@@ -123,6 +130,14 @@ export async function* decodeStored(kind: CompressionKind, stored: AsyncIterable
     }
     return void (await feed);
   }
+  const inFlight: Promise<Buffer>[] = [];
+  const next = async () => {
+    try {
+      return await inFlight.shift()!;
+    } catch (err) {
+      throw damaged(where, (err as Error).message, err);
+    }
+  };
   let buf: Buffer = Buffer.alloc(0);
   for await (const c of stored) {
     buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
@@ -132,14 +147,22 @@ export async function* decodeStored(kind: CompressionKind, stored: AsyncIterable
       if (buf.length < SKIPPABLE_LENGTH + len) break;
       const frame = buf.subarray(SKIPPABLE_LENGTH, SKIPPABLE_LENGTH + len);
       buf = buf.subarray(SKIPPABLE_LENGTH + len);
-      try {
-        yield await decompressFrame(kind, frame);
-      } catch (err) {
-        throw damaged(where, (err as Error).message, err);
+      if (!decoder) {
+        try {
+          yield await decompressFrame(kind, frame);
+        } catch (err) {
+          throw damaged(where, (err as Error).message, err);
+        }
+        continue;
       }
+      const p = decoder.decompress(kind, Buffer.from(frame));
+      p.catch(() => undefined);
+      inFlight.push(p);
+      if (inFlight.length >= FRAMES_IN_FLIGHT) yield await next();
     }
   }
   if (buf.length > 0) throw damaged(where, 'it ends inside a frame');
+  while (inFlight.length > 0) yield await next();
 }
 
 function damaged(where: string, why: string, cause?: unknown): PgmError {

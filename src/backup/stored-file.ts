@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { PgmError } from '../errors.js';
-import { BLOCK, SUFFIX, crc32cCombine, decodeStored, kindOfStored, type Codec } from './codec.js';
+import { BLOCK, SUFFIX, crc32cCombine, decodeStored, kindOfStored, type Codec, type FrameDecoder } from './codec.js';
 import type { CodecPool } from './codec-pool.js';
 import type { RawWriter, Storage } from './storage.js';
 import type { FileEntry } from './types.js';
@@ -192,8 +192,8 @@ export interface StoredCheck {
  * wrote what it got must discard it). Then decompressed by its suffix.
  * `rel` is the stored name relative to the storage root.
  */
-export function verifiedReader(storage: Storage, rel: string, check: StoredCheck, what: string, packs?: PackCache): AsyncIterable<Buffer> {
-  return decodeStored(kindOfStored(check.stored), checkedBytes(storage, rel, check, what, packs), `${what} is damaged: ${check.stored}`);
+export function verifiedReader(storage: Storage, rel: string, check: StoredCheck, what: string, packs?: PackCache, decoder?: FrameDecoder): AsyncIterable<Buffer> {
+  return decodeStored(kindOfStored(check.stored), checkedBytes(storage, rel, check, what, packs), `${what} is damaged: ${check.stored}`, decoder);
 }
 
 async function* checkedBytes(storage: Storage, rel: string, check: StoredCheck, what: string, packs?: PackCache): AsyncGenerator<Buffer> {

@@ -1,6 +1,6 @@
 import type { Repository } from '../backup/repository.js';
 import { dataRel } from '../backup/manifest-check.js';
-import { kindOfStored } from '../backup/codec.js';
+import { BLOCK, kindOfStored } from '../backup/codec.js';
 import { PackCache, readCheckedBlocks, verifiedReader as storedReader } from '../backup/stored-file.js';
 import type { BackupInfo, StoredEntry } from '../backup/types.js';
 import { PgmError } from '../errors.js';
@@ -39,7 +39,7 @@ export async function repoMember(repo: Repository, b: BackupInfo, packs = new Pa
     open(rel: string): AsyncIterable<Buffer> {
       const e = byRel.get(rel);
       if (!e) throw new PgmError('backup.corrupt', `backup ${b.id} has no file ${rel}.`, { hint: 'run pgmaestro backup verify.' });
-      return storedReader(repo.storage, `backups/${b.id}/${e.stored}`, e, `backup ${b.id}`, packs);
+      return storedReader(repo.storage, `backups/${b.id}/${e.stored}`, e, `backup ${b.id}`, packs, e.stored_size > BLOCK ? repo.codecPool() : undefined);
     },
   };
 }
