@@ -18,7 +18,7 @@ async function viaDaemon(ctx: ClusterContext, verb: string, body: Record<string,
   const answer = await callDaemon(ctx, verb, body);
   if (answer !== null) return say(answer);
   const sentence = await local();
-  recordEvent(ctx, sentence);
+  await recordEvent(ctx, sentence);
   say(sentence);
 }
 
@@ -61,7 +61,7 @@ export function registerHaCommands(program: Command): void {
     .description("the monitor's decisions and the operator's actions, with timestamps")
     .action(async (o: { config?: string; last: string; json?: boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-      const events = readEvents(ctx, Number(o.last));
+      const events = await readEvents(ctx, Number(o.last));
       if (o.json) return say(JSON.stringify(events, null, 2));
       for (const e of events) say(`${e.at}  ${e.sentence}`);
     });

@@ -8,7 +8,8 @@ import type { SqlTarget } from '../postgres/sql.js';
 import { clusterPaths, type ClusterPaths } from './paths.js';
 import { applyLab, readLab, type LabRecord } from './lab.js';
 import { readSecrets, type Secrets } from './secrets.js';
-import { FileStateStore, type StateStore } from './state.js';
+import { FileStateStore } from '../dcs/file.js';
+import type { StateStore } from '../dcs/store.js';
 
 /** Everything a cluster operation needs, resolved once per command. */
 export interface ClusterContext {
@@ -29,7 +30,7 @@ export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext
   fs.mkdirSync(paths.logsDir, { recursive: true });
   const lab = loaded.ha.isolation === 'netns' ? readLab(paths.stateDir) : null;
   const cfg = lab ? applyLab(loaded, lab) : loaded;
-  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile), lab };
+  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateDir), lab };
 }
 
 export function findNode(cfg: ClusterConfig, name: string): NodeConfig {
@@ -41,8 +42,8 @@ export function findNode(cfg: ClusterConfig, name: string): NodeConfig {
 }
 
 /** The node that is primary now: the persisted state, else the configured initial primary. */
-export function currentPrimaryName(ctx: ClusterContext): string {
-  const st = ctx.store.read();
+export async function currentPrimaryName(ctx: ClusterContext): Promise<string> {
+  const st = await ctx.store.read();
   if (st && ctx.cfg.nodes.some((n) => n.name === st.primary)) return st.primary;
   return ctx.cfg.initialPrimary;
 }

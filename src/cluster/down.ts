@@ -10,7 +10,7 @@ import type { Log } from './provision.js';
  */
 export async function down(ctx: ClusterContext, log: Log): Promise<void> {
   if (await stopDaemon(ctx)) log('daemon: stopped');
-  const primary = currentPrimaryName(ctx);
+  const primary = await currentPrimaryName(ctx);
   const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
   for (const node of ordered) {
     const r = await stopNode(ctx, node);

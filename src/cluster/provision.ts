@@ -29,8 +29,8 @@ export type Log = (line: string) => void;
  */
 export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const { cfg } = ctx;
-  const primary = findNode(cfg, currentPrimaryName(ctx));
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const primary = findNode(cfg, await currentPrimaryName(ctx));
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   const replicas = cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name));
   for (const name of fenced) log(`${name}: fenced since a failover; it stays stopped until \`pgmaestro rejoin ${name}\``);
 
@@ -66,9 +66,9 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   }
 
   // 6. remember who is primary, then wait until the whole cluster is healthy
-  const prev = ctx.store.read();
+  const prev = await ctx.store.read();
   if (!prev || prev.primary !== primary.name) {
-    ctx.store.write({ version: 1, cluster: cfg.cluster, primary: primary.name, timeline: prev?.timeline ?? null, fenced: prev?.fenced ?? [], updatedAt: new Date().toISOString() });
+    await ctx.store.write({ version: 1, cluster: cfg.cluster, primary: primary.name, timeline: prev?.timeline ?? null, fenced: prev?.fenced ?? [], updatedAt: new Date().toISOString() });
   }
   await waitHealthy(ctx, primary, replicas, secrets);
 }

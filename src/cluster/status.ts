@@ -67,8 +67,8 @@ interface Probe {
 /** Observes every node in parallel. A node that is stopped or unreachable is reported `down`, never raised. */
 export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus> {
   const secrets = readSecrets(ctx.cfg);
-  const primaryName = currentPrimaryName(ctx);
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const primaryName = await currentPrimaryName(ctx);
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   const probes = await Promise.all(
     ctx.cfg.nodes.map(async (n): Promise<Probe | Error> => {
       if (!secrets) return new Error('never provisioned');

@@ -23,7 +23,7 @@ import { recordEvent } from './events.js';
 export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
   const event = (sentence: string) => {
-    recordEvent(ctx, sentence);
+    recordEvent(ctx, sentence).catch((err: Error) => log(`cannot record the event: ${err.message}`));
     log(sentence);
   };
 
@@ -42,8 +42,8 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
       if (ctx.cfg.ha.vip) for (const line of await moveVip(ctx, name)) log(line);
     },
   };
-  const st = ctx.store.read();
-  const primary = currentPrimaryName(ctx);
+  const st = await ctx.store.read();
+  const primary = await currentPrimaryName(ctx);
   await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
 
   // 2. the monitor, and the control socket whose commands pause it

@@ -21,8 +21,8 @@ export interface PromotionRequest {
   readonly reason: string;
 }
 
-function state(ctx: ClusterContext): ClusterState {
-  const st = ctx.store.read();
+async function state(ctx: ClusterContext): Promise<ClusterState> {
+  const st = await ctx.store.read();
   if (!st) throw new PgmError('cluster.state', `the cluster ${ctx.cfg.cluster} has no state yet.`, { hint: 'run pgmaestro up first.' });
   return st;
 }
@@ -40,8 +40,8 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   const started = Date.now();
 
   // 0. remember what we are doing
-  const st0 = state(ctx);
-  ctx.store.write(nextState(st0, { pending: { ...req, at: new Date().toISOString() }, fenced: [...new Set([...st0.fenced, from.name])] }));
+  const st0 = await state(ctx);
+  await ctx.store.write(nextState(st0, { pending: { ...req, at: new Date().toISOString() }, fenced: [...new Set([...st0.fenced, from.name])] }));
 
   // 1. fence the old primary: no client may reach it, and stop it where we can
   await hooks.setPrimary(null, `${req.kind}: fencing ${from.name}`);
@@ -55,7 +55,7 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   const timeline = await promoteNode(ctx, to, secrets);
 
   // 3. the endpoint and the state follow the new primary
-  ctx.store.write(nextState(state(ctx), { primary: to.name, timeline, pending: null }));
+  await ctx.store.write(nextState(await state(ctx), { primary: to.name, timeline, pending: null }));
   await hooks.setPrimary(to.name, `${req.kind} to ${to.name}`);
 
   // 4. slots on the new primary, the other replicas re-pointed
@@ -67,7 +67,7 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
 
 /** After a daemon restart: finish a promotion that was in progress. */
 export async function resumePending(ctx: ClusterContext, secrets: Secrets, hooks: PrimaryHooks, log: (line: string) => void): Promise<string | null> {
-  const p = ctx.store.read()?.pending;
+  const p = (await ctx.store.read())?.pending;
   if (!p) return null;
   log(`resuming the ${p.kind} from ${p.from} to ${p.to} that was in progress since ${p.at}`);
   return failover(ctx, secrets, { kind: p.kind, from: p.from, to: p.to, reason: `${p.reason} (resumed after a daemon restart)` }, hooks, log);

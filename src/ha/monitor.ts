@@ -23,9 +23,9 @@ export function haPolicy(ctx: ClusterContext): HaPolicy {
 /** Takes one immutable snapshot of the cluster. */
 export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
   const secrets = requireSecrets(ctx);
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   const nodes = await Promise.all(ctx.cfg.nodes.map((n) => observe(ctx, n, secrets, fenced.has(n.name))));
-  return { at: Date.now(), primary: currentPrimaryName(ctx), policy: haPolicy(ctx), nodes };
+  return { at: Date.now(), primary: await currentPrimaryName(ctx), policy: haPolicy(ctx), nodes };
 }
 
 /**
@@ -72,8 +72,8 @@ export class Monitor {
         }
         case 'fence': {
           const node = findNode(this.ctx.cfg, d.action.node);
-          const st = this.ctx.store.read();
-          if (st && !st.fenced.includes(node.name)) this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
+          const st = await this.ctx.store.read();
+          if (st && !st.fenced.includes(node.name)) await this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
           if (postmasterRunning(node.dataDir)) await pgStop(this.ctx.bins, this.ctx.user, node.dataDir, 'fast', 30).catch(() => undefined);
           return this.say(d.sentence, true);
         }

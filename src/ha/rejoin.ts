@@ -22,7 +22,7 @@ import { ensureSlots } from './promote.js';
  */
 export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: string, log: (line: string) => void): Promise<string> {
   const node = findNode(ctx.cfg, nodeName);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   if (node.name === primary.name) {
     throw new PgmError('usage', `${node.name} is the current primary; only another node can rejoin it.`, { hint: 'name a replica or a fenced old primary.' });
   }
@@ -54,8 +54,8 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   writeNodeFiles(ctx, node, { kind: 'replica', upstream: primary });
   await startNode(ctx, node);
   await waitHealthy(ctx, primary, [node], secrets, 120_000);
-  const st = ctx.store.read();
-  if (st) ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }));
+  const st = await ctx.store.read();
+  if (st) await ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }));
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;
 }
 

@@ -18,7 +18,7 @@ import { failover, type PrimaryHooks } from './failover.js';
  * candidate lacks.
  */
 export async function switchover(ctx: ClusterContext, secrets: Secrets, to: string, hooks: PrimaryHooks, log: (line: string) => void): Promise<string> {
-  const old = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const old = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const candidate = findNode(ctx.cfg, to);
 
   // 1. stop writes: hold new connections, shut the old primary down cleanly
@@ -45,8 +45,8 @@ export async function switchover(ctx: ClusterContext, secrets: Secrets, to: stri
   // 4. the old primary follows the new one
   writeNodeFiles(ctx, old, { kind: 'replica', upstream: candidate });
   await startNode(ctx, old);
-  const st = ctx.store.read()!;
-  ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }));
+  const st = (await ctx.store.read())!;
+  await ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }));
   await waitHealthy(ctx, candidate, ctx.cfg.nodes.filter((n) => n.name !== candidate.name), secrets, 120_000);
   return `${sentence.replace(/; \S+ is fenced until it rejoins$/, '')}; ${old.name} follows it as a replica`;
 }

@@ -24,7 +24,7 @@ import { archiveReach, startRestored } from './restore.js';
  */
 export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeName: string, target: RestoreTarget, log: (line: string) => void): Promise<string> {
   const node = findNode(ctx.cfg, nodeName);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const isPrimary = node.name === primary.name;
   if (isPrimary && postmasterRunning(node.dataDir)) {
     throw new PgmError('usage', `${node.name} is the running primary; rebuilding it from the repository would discard its newer data.`, {
