@@ -9,7 +9,8 @@ import { clusterPaths, type ClusterPaths } from './paths.js';
 import { applyLab, readLab, type LabRecord } from './lab.js';
 import { readSecrets, type Secrets } from './secrets.js';
 import { FileStateStore } from '../dcs/file.js';
-import type { StateStore } from '../dcs/store.js';
+import { DEFAULT_GROUP, type StateStore } from '../dcs/store.js';
+import type { NodeControl } from './node-control.js';
 
 /** Everything a cluster operation needs, resolved once per command. */
 export interface ClusterContext {
@@ -18,8 +19,12 @@ export interface ClusterContext {
   readonly user: RunAs;
   readonly paths: ClusterPaths;
   readonly store: StateStore;
+  /** The group of nodes (a primary and its replicas) this context acts on. */
+  readonly group: string;
   /** Lab mode: the network namespaces the nodes run in. */
   readonly lab: LabRecord | null;
+  /** How this process controls `node`: here, or through its host's agent. */
+  control(node: NodeConfig): NodeControl;
 }
 
 export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext> {
@@ -30,7 +35,24 @@ export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext
   fs.mkdirSync(paths.logsDir, { recursive: true });
   const lab = loaded.ha.isolation === 'netns' ? readLab(paths.stateDir) : null;
   const cfg = lab ? applyLab(loaded, lab) : loaded;
-  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateDir), lab };
+  // imported here, not at the top: local control uses this module's helpers
+  const { LocalNodeControl } = await import('./local-control.js');
+  const controls = new Map<string, NodeControl>();
+  const ctx: ClusterContext = {
+    cfg,
+    bins,
+    user,
+    paths,
+    store: new FileStateStore(paths.stateDir),
+    group: DEFAULT_GROUP,
+    lab,
+    control(node) {
+      let c = controls.get(node.name);
+      if (!c) controls.set(node.name, (c = new LocalNodeControl(ctx, node)));
+      return c;
+    },
+  };
+  return ctx;
 }
 
 export function findNode(cfg: ClusterConfig, name: string): NodeConfig {

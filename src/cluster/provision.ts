@@ -1,21 +1,12 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
-import { initdb, pgReload, postmasterRunning, readSystemIdentifier } from '../postgres/control.js';
-import { assertReachable, ensureOwnedDir } from '../postgres/osuser.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
-import { fsyncDir, writeFileAtomic } from '../util/fsx.js';
-import { cloneReplica } from './clone.js';
-import { writeNodeFiles, type NodeRole } from './configure.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from './context.js';
-import { inspectDataDir, writeMarker, type DataDirState } from './datadir.js';
-import { startNode } from './lifecycle.js';
-import { assertPortFree } from './ports.js';
-import { partialDir } from './paths.js';
+import type { DataDirState } from './datadir.js';
+import type { RoleSpec } from './node-control.js';
 import { ensureSecrets, type Secrets } from './secrets.js';
 import { waitHealthy } from './health.js';
 
@@ -25,7 +16,9 @@ export type Log = (line: string) => void;
  * `pgmaestro up`: provision what is missing, start what is stopped, and return
  * once the primary accepts writes and every replica streams. Idempotent: on a
  * running cluster it changes nothing. Every check that can refuse runs before
- * anything is written, so bad input never leaves damage behind.
+ * anything is written, so bad input never leaves damage behind. Each node is
+ * reached through its node control, so the same steps work for nodes on this
+ * machine and on other hosts.
  */
 export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const { cfg } = ctx;
@@ -36,11 +29,7 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
 
   // 1. check every node's directory before touching anything
   const states = new Map<string, DataDirState>();
-  for (const node of [primary, ...replicas]) {
-    assertReachable(node.dataDir, ctx.user, `the data directory of ${node.name}`);
-    states.set(node.name, inspectDataDir(cfg, node));
-    if (!postmasterRunning(node.dataDir) && !ctx.lab) await assertPortFree(node, cfg.file);
-  }
+  for (const node of [primary, ...replicas]) states.set(node.name, await ctx.control(node).preflight());
   checkSameSystem(primary, replicas, states);
 
   // 2. secrets, generated once
@@ -48,7 +37,7 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
 
   // 3. the primary: create it if it has no data, apply the rendered files, start it
   if (states.get(primary.name)!.kind === 'empty') {
-    await initPrimary(ctx, primary, secrets);
+    await ctx.control(primary).initPrimary();
     log(`${primary.name}: initialised a new PostgreSQL ${ctx.bins.version} cluster in ${primary.dataDir}`);
   }
   await configureAndStart(ctx, primary, { kind: 'primary' }, log);
@@ -59,10 +48,10 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   // 5. the replicas: clone the missing ones, start the stopped ones
   for (const node of replicas) {
     if (states.get(node.name)!.kind === 'empty') {
-      const r = await cloneReplica(ctx, node, primary, secrets, log);
+      const r = await ctx.control(node).clone(primary.name);
       log(`${node.name}: cloned from ${primary.name} (${formatBytes(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s)`);
     }
-    await configureAndStart(ctx, node, { kind: 'replica', upstream: primary }, log);
+    await configureAndStart(ctx, node, { kind: 'replica', upstream: primary.name }, log);
   }
 
   // 6. remember who is primary, then wait until the whole cluster is healthy
@@ -93,38 +82,12 @@ function checkSameSystem(primary: NodeConfig, replicas: NodeConfig[], states: Ma
   }
 }
 
-async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secrets): Promise<void> {
-  const partial = partialDir(node.dataDir);
-  fs.rmSync(partial, { recursive: true, force: true }); // left by an interrupted earlier run
-  fs.mkdirSync(path.dirname(node.dataDir), { recursive: true });
-  ensureOwnedDir(partial, ctx.user, 0o700);
-  const pwfile = path.join(ctx.paths.secretsDir, `.initdb-${process.pid}.pw`);
-  writeFileAtomic(pwfile, secrets.superuserPassword + '\n', 0o600, ctx.user);
-  try {
-    await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile });
-  } finally {
-    fs.rmSync(pwfile, { force: true });
+async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: RoleSpec, log: Log): Promise<void> {
+  const control = ctx.control(node);
+  if (await control.configure(role)) {
+    if ((await control.inspect()).pid !== null) log(`${node.name}: configuration changed, reloaded`);
   }
-  writeNodeFiles(ctx, node, { kind: 'primary' }, partial);
-  writeMarker(partial, ctx.cfg, node, readSystemIdentifier(partial)!, ctx.user);
-  moveIntoPlace(partial, node.dataDir);
-}
-
-/** Renames a completed partial directory onto the (missing or empty) data directory. */
-export function moveIntoPlace(partial: string, dataDir: string): void {
-  if (fs.existsSync(dataDir)) fs.rmdirSync(dataDir); // only ever empty here: inspectDataDir said so
-  fs.renameSync(partial, dataDir);
-  fsyncDir(path.dirname(dataDir));
-}
-
-async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, log: Log): Promise<void> {
-  const changed = writeNodeFiles(ctx, node, role);
-  const running = postmasterRunning(node.dataDir);
-  if (running && changed) {
-    await pgReload(ctx.bins, ctx.user, node.dataDir);
-    log(`${node.name}: configuration changed, reloaded`);
-  }
-  if ((await startNode(ctx, node)) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);
+  if ((await control.start()) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);
 }
 
 /** Creates the replication role (sending only its SCRAM verifier) and a physical slot per replica; returns only once they exist. */

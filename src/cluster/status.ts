@@ -1,6 +1,5 @@
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
-import { postmasterPid } from '../postgres/control.js';
 import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
@@ -83,7 +82,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const primaryProbe = byName.get(primaryName);
   const primaryOk = primaryProbe instanceof Error || primaryProbe === undefined || primaryProbe.inRecovery ? null : primaryProbe;
 
-  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
+  const pids = await Promise.all(ctx.cfg.nodes.map(async (n) => (await ctx.control(n).inspect()).pid));
+  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name), pids[i]));
   const dpid = daemonPid(ctx);
   const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
   let archive: ArchiveStatus | null = null;
@@ -110,8 +110,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   };
 }
 
-function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean): NodeStatus {
-  const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid: postmasterPid(n.dataDir), dsn: nodeDsn(ctx, n) };
+function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean, pid: number | null): NodeStatus {
+  const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid, dsn: nodeDsn(ctx, n) };
   if (p instanceof Error) {
     return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: false, error: p.message };
   }

@@ -15,6 +15,31 @@ export interface NodeConfig {
   /** Where the node's override file is (whether or not it exists). */
   readonly overrideFile: string;
   readonly vipInterface: string | null;
+  /** The host whose agent controls the node (multi-host); null without dcs. */
+  readonly host: string | null;
+}
+
+/** A host of a multi-host cluster: where its agent listens (HTTPS, mutual TLS). */
+export interface HostConfig {
+  readonly name: string;
+  readonly agent: { readonly host: string; readonly port: number };
+}
+
+export interface EtcdConfig {
+  readonly endpoints: readonly string[];
+  /** Absolute paths; null: plain HTTP to etcd. */
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string } | null;
+  /** Primary and controller leases. */
+  readonly ttlMs: number;
+  /** One etcd request's timeout. */
+  readonly retryTimeoutMs: number;
+  /** Lab only: up runs the members itself, one per endpoint, in lab hosts named by the endpoints. */
+  readonly labMembers: boolean;
+}
+
+export interface DcsConfig {
+  readonly kind: 'etcd';
+  readonly etcd: EtcdConfig;
 }
 
 export interface BackupConfig {
@@ -39,6 +64,8 @@ export interface HaConfig {
   readonly quorum: number | null;
   readonly isolation: 'none' | 'netns';
   readonly vip: string | null;
+  /** The monitor's cycle (probes, decision, lease renewal). */
+  readonly loopWaitMs: number;
 }
 
 export interface ClusterConfig {
@@ -60,4 +87,12 @@ export interface ClusterConfig {
   /** The read-write endpoint the daemon listens on. */
   readonly endpoint: { readonly host: string; readonly port: number };
   readonly nodes: readonly NodeConfig[];
+  /** Several hosts: state and leases in etcd; null in the single-daemon mode. */
+  readonly dcs: DcsConfig | null;
+  readonly hosts: readonly HostConfig[];
+  /**
+   * The configuration as written (defaults applied, paths as in the file) and
+   * every node's override file: what every host must agree on, compared by checksum.
+   */
+  readonly canonical: Readonly<Record<string, unknown>>;
 }

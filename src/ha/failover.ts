@@ -1,10 +1,9 @@
 import { PgmError } from '../errors.js';
-import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { findNode, type ClusterContext } from '../cluster/context.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { nextState, type ClusterState } from '../cluster/state.js';
 import { tcpAnswers } from './probe.js';
-import { ensureSlots, promoteNode, repoint } from './promote.js';
+import { ensureSlots, repoint } from './promote.js';
 
 /** What the daemon plugs in so a promotion moves the stable endpoint (and VIP) too. */
 export interface PrimaryHooks {
@@ -45,14 +44,17 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
 
   // 1. fence the old primary: no client may reach it, and stop it where we can
   await hooks.setPrimary(null, `${req.kind}: fencing ${from.name}`);
-  if (!(await tcpAnswers(from.admin, from.port))) {
+  const old = ctx.control(from);
+  if (old.kind === 'local' && !(await tcpAnswers(from.admin, from.port))) {
+    // the lab rehearses a host cut off from the network: its processes are out of reach too
     log(`${from.name} cannot be reached: fenced out of the endpoint now, stopped when it can be reached again`);
-  } else if (postmasterRunning(from.dataDir)) {
-    await pgStop(ctx.bins, ctx.user, from.dataDir, req.kind === 'switchover' ? 'fast' : 'immediate', 30).catch((err: Error) => log(`${from.name}: could not be stopped (${err.message}); it stays fenced`));
+  } else {
+    const how = req.kind === 'switchover' ? old.stop('fast', 30) : old.fence(req.reason);
+    await how.catch((err: Error) => log(`${from.name} could not be stopped (${err.message.replace(/\.$/, '')}); it stays fenced and is stopped when it can be reached again`));
   }
 
   // 2. promote the candidate
-  const timeline = await promoteNode(ctx, to, secrets);
+  const timeline = await ctx.control(to).promote();
 
   // 3. the endpoint and the state follow the new primary
   await ctx.store.write(nextState(await state(ctx), { primary: to.name, timeline, pending: null }));

@@ -1,7 +1,5 @@
 import { PgmError } from '../errors.js';
-import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
-import { startNode } from '../cluster/lifecycle.js';
 import { nextState } from '../cluster/state.js';
 import { failover, resumePending, type PrimaryHooks } from './failover.js';
 import { DEFAULT_HA_POLICY, EMPTY_MEMORY, type HaPolicy, type Memory, type Snapshot } from './observations.js';
@@ -67,14 +65,14 @@ export class Monitor {
         case 'restart': {
           const name = d.action.node;
           this.say(d.sentence, true);
-          await startNode(this.ctx, findNode(this.ctx.cfg, name)).catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
+          await this.ctx.control(findNode(this.ctx.cfg, name)).start().catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
           return d.sentence;
         }
         case 'fence': {
           const node = findNode(this.ctx.cfg, d.action.node);
           const st = await this.ctx.store.read();
           if (st && !st.fenced.includes(node.name)) await this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
-          if (postmasterRunning(node.dataDir)) await pgStop(this.ctx.bins, this.ctx.user, node.dataDir, 'fast', 30).catch(() => undefined);
+          await this.ctx.control(node).fence(d.sentence).catch((err: Error) => this.event(`fencing ${node.name} failed: ${err.message}`));
           return this.say(d.sentence, true);
         }
         case 'failover': {

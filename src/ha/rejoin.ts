@@ -1,17 +1,8 @@
-import fs from 'node:fs';
 import { PgmError } from '../errors.js';
-import { pgStop, postmasterRunning } from '../postgres/control.js';
-import { run } from '../postgres/exec.js';
-import { cloneReplica } from '../cluster/clone.js';
-import { writeNodeFiles } from '../cluster/configure.js';
-import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
-import { withClient } from '../postgres/sql.js';
-import { readMarker, writeMarker } from '../cluster/datadir.js';
-import { startNode } from '../cluster/lifecycle.js';
+import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
-import { readSystemIdentifier } from '../postgres/control.js';
 import { ensureSlots } from './promote.js';
 
 /**
@@ -26,53 +17,19 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   if (node.name === primary.name) {
     throw new PgmError('usage', `${node.name} is the current primary; only another node can rejoin it.`, { hint: 'name a replica or a fenced old primary.' });
   }
+  const control = ctx.control(node);
 
-  // 1. stop it, whatever it is doing
-  if (postmasterRunning(node.dataDir)) await pgStop(ctx.bins, ctx.user, node.dataDir, 'fast', 60);
+  // 1. the new primary has a slot for it
   await ensureSlots(ctx, primary, secrets);
 
-  // 2. rewind, or clone afresh
-  let how: string;
-  const rewind = ctx.bins.tool('pg_rewind');
-  const rewound = rewind && fs.existsSync(node.dataDir) ? await tryRewind(ctx, secrets, rewind, node.dataDir, primary, log) : false;
-  if (rewound) {
-    how = 'pg_rewind';
-    writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
-  } else {
-    const aside = `${node.dataDir}.before-rejoin-${new Date().toISOString().replace(/[-:.]/g, '')}`;
-    if (fs.existsSync(node.dataDir)) {
-      fs.renameSync(node.dataDir, aside);
-      if (fs.existsSync(`${node.dataDir}_tablespaces`)) fs.renameSync(`${node.dataDir}_tablespaces`, `${aside}_tablespaces`);
-      log(`${node.name}: old data kept in ${aside}`);
-    }
-    await cloneReplica(ctx, node, primary, secrets, log);
-    how = 'a fresh clone';
-  }
-  if (readMarker(node.dataDir)?.node !== node.name) writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
+  // 2. stop it, whatever it is doing, then rewind, or clone afresh
+  const { how, log: lines } = await control.rebuild(primary.name);
+  for (const l of lines) log(l);
 
   // 3. start it as a replica of the primary and wait until it streams
-  writeNodeFiles(ctx, node, { kind: 'replica', upstream: primary });
-  await startNode(ctx, node);
+  await control.configure({ kind: 'replica', upstream: primary.name });
+  await control.start();
   await waitHealthy(ctx, primary, [node], secrets, 120_000);
-  const st = await ctx.store.read();
-  if (st) await ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }));
+  await ctx.store.update(ctx.group, (st) => (st && st.fenced.includes(node.name) ? nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }) : null));
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;
-}
-
-async function tryRewind(ctx: ClusterContext, secrets: Secrets, tool: string, dataDir: string, primary: ReturnType<typeof findNode>, log: (line: string) => void): Promise<boolean> {
-  // pg_rewind reads the source's timeline from its control file, which a
-  // fresh promotion updates only at its next checkpoint.
-  await withClient(adminTarget(ctx, primary, secrets), (c) => c.query('CHECKPOINT'));
-  const source = `host=${primary.admin} port=${primary.port} user=${ctx.cfg.superuser} dbname=postgres`;
-  const r = await run(tool, ['--target-pgdata', dataDir, '--source-server', source], {
-    user: ctx.user,
-    env: { PGPASSFILE: ctx.paths.superuserPassfile },
-    timeoutMs: 3600_000,
-  });
-  if (r.code === 0) {
-    log(`pg_rewind: ${(r.stdout + r.stderr).trim().split('\n').slice(-2).join(' / ')}`);
-    return true;
-  }
-  log(`pg_rewind could not rewind ${dataDir} (${(r.stderr.trim().split('\n').pop() ?? '').trim()}); cloning afresh instead`);
-  return false;
 }

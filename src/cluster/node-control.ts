@@ -1,0 +1,56 @@
+import type { NodeConfig } from '../config/types.js';
+import type { ControlCheckpoint } from '../postgres/control.js';
+import type { NodeRole } from './configure.js';
+import type { DataDirState } from './datadir.js';
+
+/**
+ * Control of one node's PostgreSQL: everything that must happen on the
+ * node's own host. Two implementations: local (`pg_ctl`, `initdb`, clone,
+ * rewind on this machine) and remote (the node's host agent over HTTPS with
+ * mutual TLS). Provisioning, failover, switchover, rejoin and backups call
+ * this interface and never assume the node is local. SQL to a node needs no
+ * control: it goes over the network to the node's admin address from anywhere.
+ *
+ * Every verb is idempotent (start on a running node says 'running', fence on
+ * a stopped one does nothing) so a controller that retries or takes over
+ * mid-way can call it again.
+ */
+export interface NodeControl {
+  readonly node: NodeConfig;
+  readonly kind: 'local' | 'remote';
+  /** What the host sees: the postmaster's pid (null when down). `reachable` false when the host (its agent) cannot be asked. Never throws. */
+  inspect(): Promise<NodeInspection>;
+  /** up's check before anything is written: the data directory is empty or provably this node's, reachable by the OS user, the port free. Throws a PgmError otherwise. */
+  preflight(): Promise<DataDirState>;
+  /** initdb into a partial directory, the node's files and marker, renamed into place. Only on an empty data directory. */
+  initPrimary(): Promise<void>;
+  /** Writes the files pgmaestro owns for `role` (upstream named by node) and reloads a running postmaster when they changed; returns whether they did. */
+  configure(role: RoleSpec): Promise<boolean>;
+  start(): Promise<'started' | 'running'>;
+  stop(mode?: 'fast' | 'immediate', timeoutSec?: number): Promise<'stopped' | 'not running'>;
+  /** Makes the node refuse writes at once: an immediate stop, then SIGKILL for whatever is left after a short grace (a frozen postmaster). */
+  fence(reason: string): Promise<'fenced' | 'not running'>;
+  /** pg_promote() and wait until it accepts writes; returns the new timeline. Already a primary: returns its timeline. */
+  promote(): Promise<number>;
+  /** Builds the (empty) node as a replica of `upstream` with pgmaestro's BASE_BACKUP client. The slot exists already. */
+  clone(upstream: string): Promise<{ bytes: number; ms: number }>;
+  /** Rebuilds a stopped node as a replica of `upstream`: pg_rewind where possible, else a fresh clone with the old data kept aside. */
+  rebuild(upstream: string): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }>;
+  /** The latest checkpoint in pg_control (after a clean stop: the shutdown checkpoint). */
+  checkpoint(): Promise<ControlCheckpoint>;
+  /** The last lines of the node's server log, to explain a failure ('' when none). */
+  logTail(lines?: number): Promise<string>;
+}
+
+export type RoleSpec = { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream: string };
+
+export interface NodeInspection {
+  readonly reachable: boolean;
+  readonly pid: number | null;
+  /** Why the host could not be asked, when it could not. */
+  readonly error?: string;
+}
+
+export function roleSpec(role: NodeRole): RoleSpec {
+  return role.kind === 'primary' ? role : { kind: 'replica', upstream: role.upstream.name };
+}
