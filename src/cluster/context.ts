@@ -23,11 +23,23 @@ export interface ClusterContext {
   readonly group: string;
   /** Lab mode: the network namespaces the nodes run in. */
   readonly lab: LabRecord | null;
+  /** Multi-host: the host this process acts for (an agent's own); null for the CLI and in lab mode. */
+  readonly host: string | null;
   /** How this process controls `node`: here, or through its host's agent. */
   control(node: NodeConfig): NodeControl;
 }
 
-export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext> {
+export interface OpenOptions {
+  /**
+   * Multi-host: the host this process acts for. An agent passes its own host
+   * (its nodes are controlled locally, the others through their agents); the
+   * CLI passes nothing and reaches every node through its agent, presenting
+   * the certificate of $PGMAESTRO_HOST or of the first host whose key is in secrets/.
+   */
+  readonly host?: string | null;
+}
+
+export async function openCluster(loaded: ClusterConfig, opts: OpenOptions = {}): Promise<ClusterContext> {
   const bins = await resolveBinaries(loaded.binDir);
   const user = await resolveOsUser(loaded.osUser);
   const paths = clusterPaths(loaded);
@@ -37,18 +49,27 @@ export async function openCluster(loaded: ClusterConfig): Promise<ClusterContext
   const cfg = lab ? applyLab(loaded, lab) : loaded;
   // imported here, not at the top: local control uses this module's helpers
   const { LocalNodeControl } = await import('./local-control.js');
+  const here = opts.host ?? null;
   const controls = new Map<string, NodeControl>();
+  let remote: ((node: NodeConfig) => NodeControl) | null = null;
+  let store: StateStore = new FileStateStore(paths.stateDir);
+  if (cfg.dcs) {
+    const multi = await import('./multihost.js');
+    store = multi.etcdStore(cfg, here);
+    remote = multi.remoteControls(cfg, here);
+  }
   const ctx: ClusterContext = {
     cfg,
     bins,
     user,
     paths,
-    store: new FileStateStore(paths.stateDir),
+    store,
     group: DEFAULT_GROUP,
     lab,
+    host: here,
     control(node) {
       let c = controls.get(node.name);
-      if (!c) controls.set(node.name, (c = new LocalNodeControl(ctx, node)));
+      if (!c) controls.set(node.name, (c = remote && node.host !== here ? remote(node) : new LocalNodeControl(ctx, node)));
       return c;
     },
   };

@@ -49,6 +49,8 @@ export interface NodeInspection {
   readonly pid: number | null;
   /** Why the host could not be asked, when it could not. */
   readonly error?: string;
+  /** Multi-host: the last failsafe call this host's agent received from a primary's agent cut off from etcd. */
+  readonly failsafe?: { readonly from: string; readonly ageMs: number } | null;
 }
 
 export function roleSpec(role: NodeRole): RoleSpec {

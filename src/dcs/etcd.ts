@@ -76,6 +76,10 @@ export class EtcdStateStore implements StateStore {
     }
   }
 
+  async primaryHolder(group = DEFAULT_GROUP): Promise<string | null> {
+    return (await this.client.get(this.keys.group(group).primary))?.value ?? null;
+  }
+
   async appendEvent(sentence: string): Promise<EventRecord> {
     const rec: EventRecord = { at: new Date().toISOString(), sentence, ...(this.host ? { host: this.host } : {}) };
     const key = `${this.keys.events}${String(Date.now()).padStart(15, '0')}-${this.host ?? 'cli'}-${process.pid}-${String(this.seq++).padStart(6, '0')}`;

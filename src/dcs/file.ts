@@ -70,6 +70,10 @@ export class FileStateStore implements StateStore {
     }
   }
 
+  async primaryHolder(): Promise<string | null> {
+    return null;
+  }
+
   private get eventsFile(): string {
     return path.join(this.stateDir, 'events.jsonl');
   }

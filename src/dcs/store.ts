@@ -63,6 +63,13 @@ export interface StateStore {
   read(group?: string): Promise<ClusterState | null>;
   write(state: ClusterState): Promise<void>;
   update(group: string, change: (current: ClusterState | null) => ClusterState | null): Promise<ClusterState | null>;
+  /**
+   * The node holding the group's primary lease; null when nobody does. A
+   * primary's agent holds it while it can renew it and fences its PostgreSQL
+   * before it can expire, so nobody may be promoted while it is held. The
+   * file store has no leases (one daemon, nobody to wait for): always null.
+   */
+  primaryHolder(group?: string): Promise<string | null>;
   appendEvent(sentence: string): Promise<EventRecord>;
   events(last?: number): Promise<EventRecord[]>;
   /** Releases connections; the store is unusable afterwards. */

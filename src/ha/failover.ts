@@ -53,6 +53,10 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
     await how.catch((err: Error) => log(`${from.name} could not be stopped (${err.message.replace(/\.$/, '')}); it stays fenced and is stopped when it can be reached again`));
   }
 
+  // 1b. nobody is promoted while the old primary's lease holds (multi-host): its
+  //     agent releases it once fenced, or it expires after the agent fenced itself
+  await waitLeaseReleased(ctx, from.name, log);
+
   // 2. promote the candidate
   const timeline = await ctx.control(to).promote();
 
@@ -65,6 +69,23 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   for (const n of ctx.cfg.nodes) if (n.name !== to.name && n.name !== from.name) await repoint(ctx, n, to);
 
   return `${req.kind === 'failover' ? 'promoted' : 'switched over to'} ${to.name} (timeline ${timeline}) in ${((Date.now() - started) / 1000).toFixed(1)} s: ${req.reason}; ${from.name} is fenced until it rejoins`;
+}
+
+async function waitLeaseReleased(ctx: ClusterContext, node: string, log: (line: string) => void): Promise<void> {
+  if (!ctx.cfg.dcs) return;
+  const limit = ctx.cfg.dcs.etcd.ttlMs + 2 * ctx.cfg.ha.loopWaitMs + ctx.cfg.dcs.etcd.retryTimeoutMs;
+  const deadline = Date.now() + limit;
+  let said = false;
+  while ((await ctx.store.primaryHolder(ctx.group)) === node) {
+    if (Date.now() > deadline) {
+      throw new PgmError('cluster.unhealthy', `${node} still holds its primary lease ${(limit / 1000).toFixed(1)} s after it was fenced, so nobody can be promoted.`, {
+        hint: `check the agent of ${node}'s host (pgmaestro status); the promotion resumes by itself once the lease is gone.`,
+      });
+    }
+    if (!said) log(`waiting for ${node}'s primary lease to be released or to expire`);
+    said = true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** After a daemon restart: finish a promotion that was in progress. */

@@ -18,12 +18,20 @@ export function haPolicy(ctx: ClusterContext): HaPolicy {
   };
 }
 
-/** Takes one immutable snapshot of the cluster. */
+/** Takes one immutable snapshot of the cluster (with the leases, in multi-host mode). */
 export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
   const secrets = requireSecrets(ctx);
-  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
-  const nodes = await Promise.all(ctx.cfg.nodes.map((n) => observe(ctx, n, secrets, fenced.has(n.name))));
-  return { at: Date.now(), primary: await currentPrimaryName(ctx), policy: haPolicy(ctx), nodes };
+  const fenced = new Set((await ctx.store.read(ctx.group))?.fenced ?? []);
+  const primary = await currentPrimaryName(ctx);
+  const inspections = await Promise.all(ctx.cfg.nodes.map((n) => ctx.control(n).inspect()));
+  const nodes = await Promise.all(ctx.cfg.nodes.map((n, i) => observe(ctx, n, secrets, fenced.has(n.name), inspections[i])));
+  const base = { at: Date.now(), primary, policy: haPolicy(ctx), nodes };
+  if (!ctx.cfg.dcs) return base;
+  const pings = inspections.flatMap((x) => (x.failsafe && x.failsafe.from === primary ? [x.failsafe.ageMs] : []));
+  return {
+    ...base,
+    leases: { primaryHolder: await ctx.store.primaryHolder(ctx.group), ttlMs: ctx.cfg.dcs.etcd.ttlMs, failsafeAgeMs: pings.length > 0 ? Math.min(...pings) : null },
+  };
 }
 
 /**
@@ -40,6 +48,8 @@ export class Monitor {
     private readonly ctx: ClusterContext,
     private readonly hooks: PrimaryHooks,
     private readonly event: (sentence: string) => void,
+    /** Multi-host: whether this agent still holds the controller lease with time to spare; checked before every action. */
+    private readonly mayAct: () => boolean = () => true,
   ) {}
 
   /** Runs `fn` with the monitor paused. */
@@ -58,6 +68,7 @@ export class Monitor {
       const snap = await snapshot(this.ctx);
       const d = decide(snap, this.memory);
       this.memory = d.memory;
+      if (d.action.kind !== 'none' && d.action.kind !== 'wait' && !this.mayAct()) return this.say(`did not act on "${d.sentence}": this agent's controller lease is about to expire`, true);
       switch (d.action.kind) {
         case 'none':
         case 'wait':

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { NodeConfig } from '../config/types.js';
 import { parseLsn } from '../postgres/lsn.js';
 import type { ClusterContext } from '../cluster/context.js';
+import type { NodeInspection } from '../cluster/node-control.js';
 import type { Secrets } from '../cluster/secrets.js';
 import type { NodeObservation } from './observations.js';
 
@@ -18,8 +19,8 @@ const TCP_MS = 1000;
  * receiver's state. On the primary the probe also commits an empty
  * transaction: a heartbeat in the WAL, so replicas hear an idle primary.
  */
-export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Secrets, fenced: boolean): Promise<NodeObservation> {
-  const [tcp, host] = await Promise.all([tcpAnswers(node.admin, node.port), ctx.control(node).inspect()]);
+export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Secrets, fenced: boolean, inspection?: NodeInspection): Promise<NodeObservation> {
+  const [tcp, host] = await Promise.all([tcpAnswers(node.admin, node.port), inspection ?? ctx.control(node).inspect()]);
   // Locally, the pid is known whatever the network says; a lab host cut off the
   // bridge must still look unreachable, so a local answer alone proves nothing.
   const hostReachable = tcp || (host.reachable && ctx.control(node).kind === 'remote');

@@ -1,0 +1,122 @@
+import https from 'node:https';
+import type { ClusterContext } from '../cluster/context.js';
+import { findNode } from '../cluster/context.js';
+import type { RoleSpec } from '../cluster/node-control.js';
+import { PgmError } from '../errors.js';
+import type { TlsIdentity } from './certs.js';
+import { commonName } from './certs.js';
+import { healthStatus, type HealthFacts } from './health.js';
+import { serverOptions } from './http.js';
+
+/** What the API needs from the running agent besides node control. */
+export interface AgentHandlers {
+  /** Health facts of a node of this host (default: its first). */
+  health(node: string | null): HealthFacts;
+  /** A primary's agent cut off from etcd reached us: remember it (it vetoes promotions for a ttl). */
+  failsafe(from: string): void;
+  failsafeSeen(): { from: string; ageMs: number } | null;
+  /** Refuses a promotion the state in etcd does not call for (a stale controller, a replayed request). */
+  checkPromotion(node: string): Promise<void>;
+  /** An operator command (switchover, failover, rejoin, backup-cold, restore-node): its sentence. */
+  command(verb: string, body: Record<string, unknown>): Promise<string>;
+  /** Called after a local fence: the endpoint stops forwarding, the lease is given up. */
+  fenced(node: string, reason: string): void;
+}
+
+/**
+ * The agent's HTTPS API (mutual TLS only: a client without a certificate of
+ * the cluster CA never gets an answer):
+ *   POST /v1/node/<verb>   node control of this host's nodes ({ node, ... })
+ *   POST /v1/failsafe      a primary's agent cut off from etcd says it is alive
+ *   POST /v1/command/<verb> operator commands; the controller runs the HA ones
+ *   GET  /primary /replica[?lag=N] /read-only /health   Patroni-compatible checks, 200 or 503
+ */
+export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: AgentHandlers, log: (s: string) => void): https.Server {
+  const mine = new Set(ctx.cfg.nodes.filter((n) => n.host === id.host).map((n) => n.name));
+  const server = https.createServer(serverOptions(id), (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://agent');
+    const reply = (status: number, body: unknown) => {
+      const text = typeof body === 'string' ? body : JSON.stringify(body);
+      res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' });
+      res.end(text);
+    };
+    if (req.method === 'GET') {
+      const status = healthStatus(url.pathname, url.searchParams, h.health(url.searchParams.get('node')));
+      if (status === null) return reply(404, 'unknown check\n');
+      return reply(status, status === 200 ? 'ok\n' : 'unavailable\n');
+    }
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (text += d));
+    req.on('end', async () => {
+      try {
+        const body = text === '' ? {} : (JSON.parse(text) as Record<string, unknown>);
+        const result = await route(url.pathname, body);
+        reply(200, { result: result === undefined ? null : result });
+      } catch (err) {
+        const e = err instanceof PgmError ? err : new PgmError('agent.refused', `${(err as Error).message.replace(/\.$/, '')}.`, { cause: err });
+        reply(200, { error: { code: e.code, message: e.message, hint: e.hint } });
+      }
+    });
+  });
+  server.on('tlsClientError', () => undefined); // a client without our CA's certificate: refused by TLS, nothing to log per attempt
+
+  async function route(p: string, body: Record<string, unknown>): Promise<unknown> {
+    if (p === '/v1/failsafe') {
+      h.failsafe(String(body.from));
+      return 'ok';
+    }
+    const cmd = /^\/v1\/command\/([a-z-]+)$/.exec(p);
+    if (cmd) return h.command(cmd[1], body);
+    const m = /^\/v1\/node\/([a-z-]+)$/.exec(p);
+    if (!m) throw new PgmError('usage', `the agent has no verb ${p}.`, { hint: 'run the same version of pgmaestro on every host.' });
+    const name = String(body.node);
+    if (!mine.has(name)) {
+      throw new PgmError('node.unknown', `node ${name} does not run on host ${id.host}.`, { hint: 'ask the agent of the host the configuration names for it (nodes[].host).' });
+    }
+    const control = ctx.control(findNode(ctx.cfg, name));
+    switch (m[1]) {
+      case 'inspect':
+        return { ...(await control.inspect()), failsafe: h.failsafeSeen() };
+      case 'preflight':
+        return control.preflight();
+      case 'init-primary':
+        return control.initPrimary();
+      case 'configure':
+        return control.configure(body.role as RoleSpec);
+      case 'start':
+        return control.start();
+      case 'stop':
+        return control.stop(body.mode === 'immediate' ? 'immediate' : 'fast', Number(body.timeoutSec ?? 120));
+      case 'fence': {
+        const r = await control.fence(String(body.reason ?? 'asked by the controller'));
+        h.fenced(name, String(body.reason ?? 'asked by the controller'));
+        log(`fenced ${name} (${r}): ${String(body.reason ?? 'asked by the controller')}`);
+        return r;
+      }
+      case 'promote':
+        await h.checkPromotion(name);
+        return control.promote();
+      case 'clone':
+        return control.clone(String(body.upstream));
+      case 'rebuild':
+        return control.rebuild(String(body.upstream));
+      case 'checkpoint': {
+        const c = await control.checkpoint();
+        return { state: c.state, checkpoint: c.checkpoint.toString(), redo: c.redo.toString(), timeline: c.timeline };
+      }
+      case 'log-tail':
+        return control.logTail(Number(body.lines ?? 3));
+      default:
+        throw new PgmError('usage', `the agent has no node verb ${m[1]}.`, { hint: 'run the same version of pgmaestro on every host.' });
+    }
+  }
+  return server;
+}
+
+/** The host a request came from: its certificate's common name. */
+export function peerHost(req: { socket: unknown }): string | null {
+  const s = req.socket as { getPeerCertificate?: () => { subject?: Record<string, unknown> } };
+  const cert = s.getPeerCertificate?.();
+  return cert ? commonName(cert) : null;
+}
