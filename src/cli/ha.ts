@@ -4,6 +4,7 @@ import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { callDaemon } from '../daemon/api.js';
 import { readEvents, recordEvent } from '../daemon/events.js';
 import { NO_HOOKS } from '../ha/failover.js';
+import { viaController } from '../agent/cluster-ops.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 
 const say = (line: string): void => {
@@ -15,6 +16,10 @@ const say = (line: string): void => {
  * and pauses its monitor meanwhile), else here.
  */
 async function viaDaemon(ctx: ClusterContext, verb: string, body: Record<string, unknown>, local: () => Promise<string>): Promise<void> {
+  if (ctx.cfg.dcs) {
+    say(await viaController(ctx, verb, body));
+    return ctx.store.close();
+  }
   const answer = await callDaemon(ctx, verb, body);
   if (answer !== null) return say(answer);
   const sentence = await local();
@@ -63,6 +68,7 @@ export function registerHaCommands(program: Command): void {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
       const events = await readEvents(ctx, Number(o.last));
       if (o.json) return say(JSON.stringify(events, null, 2));
-      for (const e of events) say(`${e.at}  ${e.sentence}`);
+      for (const e of events) say(`${e.at}  ${e.host ? `[${e.host}] ` : ''}${e.sentence}`);
+      await ctx.store.close();
     });
 }

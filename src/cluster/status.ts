@@ -7,6 +7,7 @@ import { readSecrets } from './secrets.js';
 import { daemonPid } from '../daemon/spawn.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
+import { multiHostStatus, type DcsStatus, type HostStatus } from '../agent/cluster-ops.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -21,7 +22,10 @@ export interface NodeStatus {
   readonly name: string;
   readonly role: Role;
   readonly reachable: boolean;
+  /** Multi-host: the host (hosts[].name) the node runs on; otherwise its service address, as before hosts existed. */
   readonly host: string;
+  /** The service address. */
+  readonly address: string;
   readonly port: number;
   readonly data_dir: string;
   readonly pid: number | null;
@@ -45,7 +49,11 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string };
+  readonly endpoints: { readonly rw?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
+  /** Multi-host only. */
+  readonly hosts?: readonly HostStatus[];
+  readonly controller?: string | null;
+  readonly dcs?: DcsStatus;
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
@@ -96,6 +104,13 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   } catch {
     // a missing or unreadable repository does not make status fail
   }
+  const multi = ctx.cfg.dcs ? await multiHostStatus(ctx) : null;
+  const byHost: Record<string, string> = {};
+  for (const h of multi?.hosts ?? []) {
+    const n = ctx.cfg.nodes.find((x) => x.host === h.name);
+    if (n && h.reachable) byHost[h.name] = `${n.service}:${ctx.cfg.endpoint.port}`;
+  }
+  const endpoints = multi ? (Object.keys(byHost).length > 0 ? { rw: Object.values(byHost)[0], rw_by_host: byHost } : {}) : dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {};
   return {
     cluster: ctx.cfg.cluster,
     config: ctx.cfg.file,
@@ -103,7 +118,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
     daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {},
+    endpoints,
+    ...(multi ? { hosts: multi.hosts, controller: multi.controller, dcs: multi.dcs } : {}),
     archive,
     backups,
     nodes,
@@ -111,7 +127,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
 }
 
 function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean, pid: number | null): NodeStatus {
-  const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid, dsn: nodeDsn(ctx, n) };
+  const base = { name: n.name, host: n.host ?? n.service, address: n.service, port: n.port, data_dir: n.dataDir, pid, dsn: nodeDsn(ctx, n) };
   if (p instanceof Error) {
     return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: false, error: p.message };
   }
