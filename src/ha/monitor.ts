@@ -70,7 +70,16 @@ export class Monitor {
       this.memory = d.memory;
       if (d.action.kind !== 'none' && d.action.kind !== 'wait' && !this.mayAct()) return this.say(`did not act on "${d.sentence}": this agent's controller lease is about to expire`, true);
       switch (d.action.kind) {
-        case 'none':
+        case 'none': {
+          this.say(d.sentence, false);
+          // auto_rejoin: an old primary whose host can be reached again is rebuilt as a replica
+          const back = this.ctx.cfg.ha.autoRejoin ? snap.nodes.find((n) => n.fenced && n.name !== snap.primary && n.hostReachable && n.postmasterAlive !== null) : undefined;
+          if (back && this.mayAct()) {
+            const r = await rejoin(this.ctx, secrets, back.name, this.event).catch((err: unknown) => `automatic rejoin of ${back.name} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+            this.say(r, true);
+          }
+          return d.sentence;
+        }
         case 'wait':
           return this.say(d.sentence, false);
         case 'restart': {
