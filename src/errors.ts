@@ -68,7 +68,7 @@ export class PgmError extends Error {
 /** Exit statuses: 2 for bad input (config, usage, arguments), 1 for failures while working. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof PgmError) {
-    if (err.code.startsWith('config.') || err.code === 'usage' || err.code === 'node.unknown') return 2;
+    if (err.code.startsWith('config.') || err.code === 'usage' || err.code === 'node.unknown' || err.code === 'certs.invalid' || err.code === 'dcs.config_mismatch') return 2;
     return 1;
   }
   return 1;

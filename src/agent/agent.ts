@@ -73,7 +73,7 @@ class Agent {
   private failsafeUntil = 0;
   private failsafeFrom: { from: string; at: number } | null = null;
   private fenceTimer: NodeJS.Timeout | null = null;
-  private pendingEvents: string[] = [];
+  private pendingEvents: { sentence: string; at: Date }[] = [];
   private saidFailsafe = false;
   private cycling = false;
 
@@ -193,7 +193,7 @@ class Agent {
       const rec = { node: n.name, host: this.me.name, at: new Date().toISOString(), sqlOk: o.sqlOk, inRecovery: o.inRecovery, walLsn: o.walLsn?.toString() ?? null, receiveLsn: o.receiveLsn?.toString() ?? null, replayLsn: o.replayLsn?.toString() ?? null, timeline: o.timeline };
       if (lease) await c.txn([], [{ put: gk.member(n.name), value: JSON.stringify(rec), lease }]);
     }
-    for (const e of this.pendingEvents.splice(0)) await this.store.appendEvent(e);
+    for (const e of this.pendingEvents.splice(0)) await this.store.appendEvent(e.sentence, e.at);
     await this.primaryDuty(st, stKv?.modRevision ?? null);
     this.pointEndpoint(st, this.lastHolder);
   }
@@ -378,11 +378,12 @@ class Agent {
   /** Records an event in etcd; kept in order and sent later while etcd does not answer. */
   private event(sentence: string): void {
     log(sentence);
+    const at = new Date();
     if (this.etcdUp === false || this.pendingEvents.length > 0) {
-      this.pendingEvents.push(sentence);
+      this.pendingEvents.push({ sentence, at });
       return;
     }
-    this.store.appendEvent(sentence).catch(() => this.pendingEvents.push(sentence));
+    this.store.appendEvent(sentence, at).catch(() => this.pendingEvents.push({ sentence, at }));
   }
 }
 

@@ -202,6 +202,7 @@ function checkCrossReferences(file: string, names: string[], nodes: NodeConfig[]
   });
   nodes.forEach((n, i) => {
     nodes.slice(0, i).forEach((m, j) => {
+      if (n.host !== null && m.host !== null && n.host !== m.host) return; // separate machines share no port or directory
       const sharedHost = n.service === m.service || n.replication === m.replication || n.admin === m.admin;
       if (n.port === m.port && sharedHost) {
         fail(`nodes[${i}].port`, `nodes ${m.name} and ${n.name} both use port ${n.port} on the same address`, `give ${n.name} another port (for example ${n.port + 1 + i}).`);

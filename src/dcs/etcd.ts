@@ -80,9 +80,9 @@ export class EtcdStateStore implements StateStore {
     return (await this.client.get(this.keys.group(group).primary))?.value ?? null;
   }
 
-  async appendEvent(sentence: string): Promise<EventRecord> {
-    const rec: EventRecord = { at: new Date().toISOString(), sentence, ...(this.host ? { host: this.host } : {}) };
-    const key = `${this.keys.events}${String(Date.now()).padStart(15, '0')}-${this.host ?? 'cli'}-${process.pid}-${String(this.seq++).padStart(6, '0')}`;
+  async appendEvent(sentence: string, at = new Date()): Promise<EventRecord> {
+    const rec: EventRecord = { at: at.toISOString(), sentence, ...(this.host ? { host: this.host } : {}) };
+    const key = `${this.keys.events}${String(at.getTime()).padStart(15, '0')}-${this.host ?? 'cli'}-${process.pid}-${String(this.seq++).padStart(6, '0')}`;
     await this.client.txn([{ key, target: 'Create', revision: '0' }], [{ put: key, value: JSON.stringify(rec) }]);
     if (this.seq % 200 === 0) await this.trimEvents().catch(() => undefined);
     return rec;

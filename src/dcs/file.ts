@@ -78,8 +78,8 @@ export class FileStateStore implements StateStore {
     return path.join(this.stateDir, 'events.jsonl');
   }
 
-  async appendEvent(sentence: string): Promise<EventRecord> {
-    const rec = { at: new Date().toISOString(), sentence };
+  async appendEvent(sentence: string, at = new Date()): Promise<EventRecord> {
+    const rec = { at: at.toISOString(), sentence };
     fs.appendFileSync(this.eventsFile, JSON.stringify(rec) + '\n', { mode: 0o644 });
     return rec;
   }

@@ -70,7 +70,8 @@ export interface StateStore {
    * file store has no leases (one daemon, nobody to wait for): always null.
    */
   primaryHolder(group?: string): Promise<string | null>;
-  appendEvent(sentence: string): Promise<EventRecord>;
+  /** `at`: when it happened, for an event recorded late (an agent cut off from the store keeps its events until it is back). */
+  appendEvent(sentence: string, at?: Date): Promise<EventRecord>;
   events(last?: number): Promise<EventRecord[]>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;
