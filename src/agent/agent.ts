@@ -193,7 +193,10 @@ class Agent {
       const rec = { node: n.name, host: this.me.name, at: new Date().toISOString(), sqlOk: o.sqlOk, inRecovery: o.inRecovery, walLsn: o.walLsn?.toString() ?? null, receiveLsn: o.receiveLsn?.toString() ?? null, replayLsn: o.replayLsn?.toString() ?? null, timeline: o.timeline };
       if (lease) await c.txn([], [{ put: gk.member(n.name), value: JSON.stringify(rec), lease }]);
     }
-    for (const e of this.pendingEvents.splice(0)) await this.store.appendEvent(e.sentence, e.at);
+    while (this.pendingEvents.length > 0) {
+      await this.store.appendEvent(this.pendingEvents[0].sentence, this.pendingEvents[0].at);
+      this.pendingEvents.shift();
+    }
     await this.primaryDuty(st, stKv?.modRevision ?? null);
     this.pointEndpoint(st, this.lastHolder);
   }

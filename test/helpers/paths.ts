@@ -11,4 +11,6 @@ export const PG15_BIN = '/usr/lib/postgresql/15/bin';
  *   23400-23699 protocol and combine tests      24100-24499 HA tests (endpoints 25100-25499)
  *   26100-26899 cluster, bad input, WAL, backup tests (endpoints 27100-27899)
  *   27000-27099 endpoint and VIP tests
+ *   19000-19499 multi-host test clusters (endpoints 20000-20499, console 21000-21499);
+ *   19500-19999 their agents (19510) and etcd members (19520, peers 19521), inside lab namespaces named mh*
  */
