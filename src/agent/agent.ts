@@ -41,7 +41,7 @@ export async function runAgent(loaded: ClusterConfig, hostName: string): Promise
   if (!loaded.hosts.some((h) => h.name === hostName)) {
     throw new PgmError('config.invalid', `there is no host '${hostName}' in ${loaded.file}.`, { hint: `start the agent with --host set to one of: ${loaded.hosts.map((h) => h.name).join(', ')}.` });
   }
-  const ctx = await openCluster(loaded, { host: hostName });
+  const ctx = await openCluster(loaded, undefined, { host: hostName });
   const id = loadIdentity(ctx.cfg, hostName);
   const agent = new Agent(ctx, id);
   await agent.run();

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { initdb, pgReload, pgStart, pgStop, postmasterPid, readControlCheckpoint, readSystemIdentifier, type ControlCheckpoint } from '../postgres/control.js';
 import { run } from '../postgres/exec.js';
+import { firstCause, keepOutput } from '../postgres/tool-failure.js';
 import { assertReachable, ensureOwnedDir } from '../postgres/osuser.js';
 import { withClient } from '../postgres/sql.js';
 import { writeFileAtomic } from '../util/fsx.js';
@@ -53,7 +54,7 @@ export class LocalNodeControl implements NodeControl {
     const pwfile = path.join(ctx.paths.secretsDir, `.initdb-${process.pid}.pw`);
     writeFileAtomic(pwfile, secrets.superuserPassword + '\n', 0o600, ctx.user);
     try {
-      await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile });
+      await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile, logsDir: ctx.paths.logsDir });
     } finally {
       fs.rmSync(pwfile, { force: true });
     }
@@ -147,7 +148,8 @@ export class LocalNodeControl implements NodeControl {
       log.push(`pg_rewind: ${(r.stdout + r.stderr).trim().split('\n').slice(-2).join(' / ')}`);
       return true;
     }
-    log.push(`pg_rewind could not rewind ${node.dataDir} (${(r.stderr.trim().split('\n').pop() ?? '').trim()}); cloning afresh instead`);
+    const kept = keepOutput(ctx.paths.logsDir, 'pg_rewind', r.stderr + r.stdout);
+    log.push(`pg_rewind could not rewind ${node.dataDir} (${firstCause(r.stderr + r.stdout)}${kept ? `; full output in ${kept}` : ''}); cloning afresh instead`);
     return false;
   }
 

@@ -4,7 +4,7 @@ import { PgmError } from '../errors.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
-import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from './context.js';
+import { adminTarget, assertPathsReachable, currentPrimaryName, findNode, type ClusterContext } from './context.js';
 import type { DataDirState } from './datadir.js';
 import type { RoleSpec } from './node-control.js';
 import { ensureSecrets, type Secrets } from './secrets.js';
@@ -27,7 +27,8 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const replicas = cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name));
   for (const name of fenced) log(`${name}: fenced since a failover; it stays stopped until \`pgmaestro rejoin ${name}\``);
 
-  // 1. check every node's directory before touching anything
+  // 1. check every path and every node's directory before touching anything
+  if (!ctx.cfg.dcs) assertPathsReachable(ctx); // multi-host: each agent checks its own host's paths (preflight)
   const states = new Map<string, DataDirState>();
   for (const node of [primary, ...replicas]) states.set(node.name, await ctx.control(node).preflight());
   checkSameSystem(primary, replicas, states);

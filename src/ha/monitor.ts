@@ -3,9 +3,12 @@ import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } fro
 import { nextState } from '../cluster/state.js';
 import { failover, resumePending, type PrimaryHooks } from './failover.js';
 import { DEFAULT_HA_POLICY, EMPTY_MEMORY, type HaPolicy, type Memory, type Snapshot } from './observations.js';
-import { decide } from './policy.js';
+import { decide, type Action as Decided } from './policy.js';
+import type { Secrets } from '../cluster/secrets.js';
 import { observe } from './probe.js';
 import { rejoin } from './rejoin.js';
+
+type Action = Exclude<Decided, { kind: 'none' } | { kind: 'wait' }>;
 
 export function haPolicy(ctx: ClusterContext): HaPolicy {
   const ha = ctx.cfg.ha;
@@ -63,52 +66,82 @@ export class Monitor {
   cycle(): Promise<string> {
     return this.exclusive(async () => {
       const secrets = requireSecrets(this.ctx);
-      const resumed = await resumePending(this.ctx, secrets, this.hooks, this.event);
-      if (resumed) return this.say(resumed, true);
+      if ((await this.ctx.store.read(this.ctx.group))?.pending) {
+        if (!this.mayAct()) return '';
+        const resumed = await this.locked('finish a pending promotion', () => resumePending(this.ctx, secrets, this.hooks, this.event));
+        return resumed ? this.say(resumed, true) : '';
+      }
       const snap = await snapshot(this.ctx);
       const d = decide(snap, this.memory);
-      this.memory = d.memory;
-      if (d.action.kind !== 'none' && d.action.kind !== 'wait' && !this.mayAct()) return this.say(`did not act on "${d.sentence}": this agent's controller lease is about to expire`, true);
-      switch (d.action.kind) {
-        case 'none': {
-          this.say(d.sentence, false);
-          // auto_rejoin: an old primary whose host can be reached again is rebuilt as a replica
-          const back = this.ctx.cfg.ha.autoRejoin ? snap.nodes.find((n) => n.fenced && n.name !== snap.primary && n.hostReachable && n.postmasterAlive !== null) : undefined;
-          if (back && this.mayAct()) {
-            const r = await rejoin(this.ctx, secrets, back.name, this.event).catch((err: unknown) => `automatic rejoin of ${back.name} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
-            this.say(r, true);
-          }
-          return d.sentence;
+      if (d.action.kind === 'none' || d.action.kind === 'wait') {
+        this.memory = d.memory;
+        this.say(d.sentence, false);
+        // auto_rejoin: an old primary whose host can be reached again is rebuilt as a replica
+        const back = d.action.kind === 'none' && this.ctx.cfg.ha.autoRejoin ? snap.nodes.find((n) => n.fenced && n.name !== snap.primary && n.hostReachable && n.postmasterAlive !== null) : undefined;
+        if (back && this.mayAct()) {
+          const r = await this.locked(`rejoin ${back.name}`, () => rejoin(this.ctx, secrets, back.name, this.event)).catch((err: unknown) => `automatic rejoin of ${back.name} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+          if (r) this.say(r, true);
         }
-        case 'wait':
-          return this.say(d.sentence, false);
-        case 'restart': {
-          const name = d.action.node;
-          this.say(d.sentence, true);
-          await this.ctx.control(findNode(this.ctx.cfg, name)).start().catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
-          return d.sentence;
-        }
-        case 'fence': {
-          const node = findNode(this.ctx.cfg, d.action.node);
-          const st = await this.ctx.store.read();
-          if (st && !st.fenced.includes(node.name)) await this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
-          await this.ctx.control(node).fence(d.sentence).catch((err: Error) => this.event(`fencing ${node.name} failed: ${err.message}`));
-          return this.say(d.sentence, true);
-        }
-        case 'failover': {
-          this.say(d.sentence, true);
-          const from = d.action.from;
-          const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: d.action.to, reason: d.action.reason }, this.hooks, this.event);
-          this.say(done, true);
-          this.memory = EMPTY_MEMORY;
-          if (this.ctx.cfg.ha.autoRejoin) {
-            const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
-            this.say(r, true);
-          }
-          return done;
-        }
+        return d.sentence;
       }
+      if (!this.mayAct()) return this.say(`did not act on "${d.sentence}": this agent's controller lease is about to expire`, true);
+      // Acting changes the cluster: only while no operator's command holds it (a planned restart is never a failure).
+      const action = d.action;
+      const done = await this.locked(`${action.kind} (${d.sentence})`, async () => {
+        this.memory = d.memory;
+        return this.act(d.sentence, action, secrets);
+      });
+      return done ?? '';
     });
+  }
+
+  /** Runs `fn` holding the cluster lock; when another command holds it, logs that the step waits and returns null. */
+  private async locked<T>(what: string, fn: () => Promise<T>): Promise<T | null> {
+    let lock;
+    try {
+      lock = await this.ctx.locks.acquire('cluster', `daemon: ${what.split(' (')[0]}`, null);
+    } catch (err) {
+      if (err instanceof PgmError && err.code === 'busy') {
+        this.say(`deferred: would ${what}, but ${err.message.replace(/\.$/, '')}`, false);
+        return null;
+      }
+      throw err;
+    }
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Carries out a decision that changes the cluster; returns its sentence. */
+  private async act(sentence: string, action: Action, secrets: Secrets): Promise<string> {
+    switch (action.kind) {
+      case 'restart': {
+        const name = action.node;
+        this.say(sentence, true);
+        await this.ctx.control(findNode(this.ctx.cfg, name)).start().catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
+        return sentence;
+      }
+      case 'fence': {
+        const node = findNode(this.ctx.cfg, action.node);
+        await this.ctx.store.update(this.ctx.group, (st) => (st && !st.fenced.includes(node.name) ? nextState(st, { fenced: [...st.fenced, node.name] }) : null));
+        await this.ctx.control(node).fence(sentence).catch((err: Error) => this.event(`fencing ${node.name} failed: ${err.message}`));
+        return this.say(sentence, true);
+      }
+      case 'failover': {
+        this.say(sentence, true);
+        const from = action.from;
+        const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: action.to, reason: action.reason }, this.hooks, this.event);
+        this.say(done, true);
+        this.memory = EMPTY_MEMORY;
+        if (this.ctx.cfg.ha.autoRejoin) {
+          const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+          this.say(r, true);
+        }
+        return done;
+      }
+    }
   }
 
   /** Logs a sentence; a routine one only when the situation changed (numbers aside), so an idle cluster logs nothing. */
