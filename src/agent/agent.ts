@@ -13,6 +13,7 @@ import { Monitor } from '../ha/monitor.js';
 import type { NodeObservation } from '../ha/observations.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { observe } from '../ha/probe.js';
+import { restartOptions, rollingRestart } from '../ha/restart.js';
 import { lsnDiff } from '../postgres/lsn.js';
 import { createAgentServer } from './api.js';
 import { loadIdentity, type TlsIdentity } from './certs.js';
@@ -338,7 +339,7 @@ class Agent {
   }
 
   private async command(verb: string, body: Record<string, unknown>): Promise<string> {
-    if (['switchover', 'failover', 'rejoin'].includes(verb)) {
+    if (['switchover', 'failover', 'rejoin', 'restart'].includes(verb)) {
       if (!this.mayAct()) {
         const holder = (await this.store.client.get(this.store.keys.controller))?.value ?? 'nobody';
         throw new PgmError('agent.refused', `host ${this.me.name} is not the controller (${holder} is).`, { hint: 'ask the controller; pgmaestro does that by itself, retry.' });

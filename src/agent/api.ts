@@ -82,8 +82,10 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
         return control.preflight();
       case 'init-primary':
         return control.initPrimary();
+      case 'check-config':
+        return control.checkConfig(roleOf(body.role));
       case 'configure':
-        return control.configure(body.role as RoleSpec);
+        return control.configure(roleOf(body.role));
       case 'start':
         return control.start();
       case 'stop':
@@ -112,6 +114,14 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
     }
   }
   return server;
+}
+
+/** A role as the wire carries it, checked: a replica names its upstream node. */
+function roleOf(v: unknown): RoleSpec {
+  const r = v as { kind?: unknown; upstream?: unknown } | null;
+  if (r?.kind === 'primary') return { kind: 'primary' };
+  if (r?.kind === 'replica' && typeof r.upstream === 'string') return { kind: 'replica', upstream: r.upstream };
+  throw new PgmError('usage', `the role ${JSON.stringify(v)} is neither a primary nor a replica of a named node.`, { hint: 'run the same version of pgmaestro on every host.' });
 }
 
 /** The host a request came from: its certificate's common name. */

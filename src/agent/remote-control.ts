@@ -2,6 +2,7 @@ import type { HostConfig, NodeConfig } from '../config/types.js';
 import type { DataDirState } from '../cluster/datadir.js';
 import type { NodeControl, NodeInspection, RoleSpec } from '../cluster/node-control.js';
 import type { ControlCheckpoint } from '../postgres/control.js';
+import type { NodeChange } from '../cluster/reload.js';
 import type { TlsIdentity } from './certs.js';
 import { agentVerb } from './http.js';
 
@@ -42,7 +43,10 @@ export class RemoteNodeControl implements NodeControl {
   initPrimary(): Promise<void> {
     return this.verb('init-primary', {}, SHORT_MS);
   }
-  configure(role: RoleSpec): Promise<boolean> {
+  checkConfig(role: RoleSpec): Promise<void> {
+    return this.verb('check-config', { role }, SHORT_MS);
+  }
+  configure(role: RoleSpec): Promise<NodeChange> {
     return this.verb('configure', { role }, SHORT_MS);
   }
   start(): Promise<'started' | 'running'> {

@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../util/fsx.js';
 import { promoteNode } from '../ha/promote.js';
 import { cloneReplica } from './clone.js';
 import { writeNodeFiles, type NodeRole } from './configure.js';
+import { applyNodeFiles, checkNodeFiles, type NodeChange } from './reload.js';
 import { adminTarget, findNode, requireSecrets, type ClusterContext } from './context.js';
 import { inspectDataDir, moveIntoPlace, readMarker, writeMarker, type DataDirState } from './datadir.js';
 import { nodeUser } from './lab.js';
@@ -63,10 +64,12 @@ export class LocalNodeControl implements NodeControl {
     moveIntoPlace(partial, node.dataDir);
   }
 
-  async configure(spec: RoleSpec): Promise<boolean> {
-    const changed = writeNodeFiles(this.ctx, this.node, this.role(spec));
-    if (changed && postmasterPid(this.node.dataDir) !== null) await pgReload(this.ctx.bins, this.ctx.user, this.node.dataDir);
-    return changed;
+  async checkConfig(spec: RoleSpec): Promise<void> {
+    await checkNodeFiles(this.ctx, this.node, this.role(spec));
+  }
+
+  async configure(spec: RoleSpec): Promise<NodeChange> {
+    return applyNodeFiles(this.ctx, this.node, this.role(spec), requireSecrets(this.ctx));
   }
 
   async start(): Promise<'started' | 'running'> {

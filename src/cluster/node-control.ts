@@ -2,6 +2,7 @@ import type { NodeConfig } from '../config/types.js';
 import type { ControlCheckpoint } from '../postgres/control.js';
 import type { NodeRole } from './configure.js';
 import type { DataDirState } from './datadir.js';
+import type { NodeChange } from './reload.js';
 
 /**
  * Control of one node's PostgreSQL: everything that must happen on the
@@ -24,8 +25,19 @@ export interface NodeControl {
   preflight(): Promise<DataDirState>;
   /** initdb into a partial directory, the node's files and marker, renamed into place. Only on an empty data directory. */
   initPrimary(): Promise<void>;
-  /** Writes the files pgmaestro owns for `role` (upstream named by node) and reloads a running postmaster when they changed; returns whether they did. */
-  configure(role: RoleSpec): Promise<boolean>;
+  /**
+   * PostgreSQL itself (`postgres -C` on a scratch copy, on the node's host)
+   * reads the files `role` would give the node, when their settings differ
+   * from the current ones; throws `config.invalid` naming the refused
+   * setting and where it comes from. Writes nothing.
+   */
+  checkConfig(role: RoleSpec): Promise<void>;
+  /**
+   * Writes the files pgmaestro owns for `role` (upstream named by node); when
+   * they changed and the postmaster runs, reloads it and reports, from
+   * PostgreSQL, what took effect, what waits for a restart and what it rejected.
+   */
+  configure(role: RoleSpec): Promise<NodeChange>;
   start(): Promise<'started' | 'running'>;
   stop(mode?: 'fast' | 'immediate', timeoutSec?: number): Promise<'stopped' | 'not running'>;
   /** Makes the node refuse writes at once: an immediate stop, then SIGKILL for whatever is left after a short grace (a frozen postmaster). */

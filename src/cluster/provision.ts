@@ -1,6 +1,7 @@
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
+import { checkPlanned, describe } from './reload.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
@@ -32,6 +33,8 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const states = new Map<string, DataDirState>();
   for (const node of [primary, ...replicas]) states.set(node.name, await ctx.control(node).preflight());
   checkSameSystem(primary, replicas, states);
+  // PostgreSQL itself reads every node's new configuration, on its host, before any file is written
+  await checkPlanned(ctx, [{ node: primary, role: { kind: 'primary' } }, ...replicas.map((n) => ({ node: n, role: { kind: 'replica', upstream: primary.name } as RoleSpec }))]);
 
   // 2. secrets, generated once
   const secrets = ensureSecrets(cfg, ctx.user);
@@ -85,9 +88,9 @@ function checkSameSystem(primary: NodeConfig, replicas: NodeConfig[], states: Ma
 
 async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: RoleSpec, log: Log): Promise<void> {
   const control = ctx.control(node);
-  if (await control.configure(role)) {
-    if ((await control.inspect()).pid !== null) log(`${node.name}: configuration changed, reloaded`);
-  }
+  // a stopped node gets its files quietly; a running one says what its reload did
+  const change = await control.configure(role);
+  if (change.outcome === 'reloaded') log(describe(change)!);
   if ((await control.start()) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);
 }
 

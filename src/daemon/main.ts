@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
-import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
+import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { restartOptions, rollingRestart } from '../ha/restart.js';
 import { PgmError } from '../errors.js';
 import { Endpoint } from '../ha/endpoint.js';
 import type { PrimaryHooks } from '../ha/failover.js';
@@ -56,6 +57,10 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     switchover: (b) => operator(`pgmaestro switchover --to ${String(b.to)}`, b, () => switchoverCommand(ctx, String(b.to), hooks, event)),
     failover: (b) => operator('pgmaestro failover', b, () => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)),
     rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, () => rejoinCommand(ctx, String(b.node), event)),
+    restart: (b) =>
+      operator('pgmaestro restart', b, () =>
+        rollingRestart(ctx, requireSecrets(ctx), restartOptions(b), hooks, event),
+      ),
   });
   function lockWait(v: unknown): number | null {
     return typeof v === 'number' ? (v < 0 ? Infinity : v) : null;

@@ -39,5 +39,5 @@ export async function ensureSlots(ctx: ClusterContext, primary: NodeConfig, secr
 
 /** Re-points a replica at `primary` (primary_conninfo reloads without restart since PostgreSQL 13). */
 export async function repoint(ctx: ClusterContext, node: NodeConfig, primary: NodeConfig): Promise<boolean> {
-  return ctx.control(node).configure({ kind: 'replica', upstream: primary.name });
+  return (await ctx.control(node).configure({ kind: 'replica', upstream: primary.name })).outcome !== 'unchanged';
 }
