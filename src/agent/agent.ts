@@ -1,37 +1,39 @@
-
+import fs from 'node:fs';
 import type https from 'node:https';
+import path from 'node:path';
 import { openCluster, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { fenceMarginMs } from '../config/load.js';
 import type { ClusterConfig, HostConfig, NodeConfig } from '../config/types.js';
 import { EtcdStateStore } from '../dcs/etcd.js';
+import type { Kv } from '../dcs/etcd-client.js';
 import { LeasedKey } from '../dcs/lease.js';
 import type { ClusterState } from '../dcs/store.js';
 import { PgmError, errorMessage } from '../errors.js';
 import { Endpoint } from '../ha/endpoint.js';
 import type { PrimaryHooks } from '../ha/failover.js';
-import { Monitor } from '../ha/monitor.js';
 import type { NodeObservation } from '../ha/observations.js';
-import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { observe } from '../ha/probe.js';
-import { restartOptions, rollingRestart } from '../ha/restart.js';
 import { lsnDiff } from '../postgres/lsn.js';
 import { createAgentServer } from './api.js';
 import { loadIdentity, type TlsIdentity } from './certs.js';
 import { checkConfig } from './config-check.js';
-import { agentVerb } from './http.js';
+import { Controller, type ClusterView } from './controller.js';
+import { guardFiles, takeFiring, type GuardFiles } from './guard.js';
+import { PrimaryLease } from './primary-lease.js';
 
 /**
  * `pgmaestro agent --host NAME`: controls the nodes of its host, and
- *  - publishes what it sees of them (member keys, session lease);
- *  - as the primary's host: holds the group's primary lease while its
- *    PostgreSQL is the group's primary, and fences it before the lease can
- *    expire when it cannot renew it — unless it reaches every other agent
- *    directly (failsafe) — or when the state says another node is primary;
- *  - campaigns for the controller lease; while it holds it (with time to
- *    spare), runs the monitor: decide() over a snapshot, acting through the
- *    node controls of every host;
+ *  - publishes what it sees of them (member keys, under its session lease);
+ *  - as the primary's host: holds the group's primary lease and keeps its
+ *    promise to refuse writes before it can expire (primary-lease.ts, with
+ *    the host's guard as a watchdog);
+ *  - starts again a local replica whose postmaster died;
+ *  - campaigns for the controller lease and, while it holds it, runs the
+ *    monitor and the operator's HA commands (controller.ts);
  *  - serves the read-write endpoint for its host, following the state, and
  *    Patroni-compatible health checks on its HTTPS port.
+ * Its loops poll every loop_wait and wake at once when the state, the
+ * primary key or the controller key change (etcd watches).
  */
 export async function runAgent(loaded: ClusterConfig, hostName: string): Promise<void> {
   if (!loaded.dcs) {
@@ -42,41 +44,45 @@ export async function runAgent(loaded: ClusterConfig, hostName: string): Promise
   if (!loaded.hosts.some((h) => h.name === hostName)) {
     throw new PgmError('config.invalid', `there is no host '${hostName}' in ${loaded.file}.`, { hint: `start the agent with --host set to one of: ${loaded.hosts.map((h) => h.name).join(', ')}.` });
   }
+  const id = loadIdentity(loaded, hostName);
   const ctx = await openCluster(loaded, undefined, { host: hostName });
-  const id = loadIdentity(ctx.cfg, hostName);
-  const agent = new Agent(ctx, id);
-  await agent.run();
+  await new Agent(ctx, id).run();
 }
 
 const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 
+/** The argv that runs this same pgmaestro again with `args` (the guard). */
+export function selfArgv(args: readonly string[]): string[] {
+  return [process.execPath, ...process.execArgv, process.argv[1], ...args];
+}
+
 class Agent {
   private readonly me: HostConfig;
   private readonly store: EtcdStateStore;
-  /** Reads of the agent's own loop go through a store of their own, so they never move the controller's revision check. */
+  /** Reads for checking promotions go through a store of their own, so they never move the controller's revision check. */
   private readonly reader: EtcdStateStore;
   private readonly L: number;
   private readonly T: number;
-  private readonly margin: number;
   private readonly session: LeasedKey;
-  private readonly primaryKey: LeasedKey;
-  private readonly controllerKey: LeasedKey;
+  private readonly lease: PrimaryLease;
+  private readonly controller: Controller;
+  private readonly guard: GuardFiles;
   private readonly nodes: readonly NodeConfig[];
   private readonly observations = new Map<string, NodeObservation>();
+  /** Node verbs running now, by node: the agent leaves such a node alone. */
+  private readonly busy = new Map<string, string>();
+  /** Nodes stopped on request (a stop verb): not started again until asked. */
+  private readonly heldStopped = new Set<string>();
+  private readonly downTicks = new Map<string, number>();
   private endpoint: Endpoint | null = null;
-  private monitor: Monitor;
   private server: https.Server | null = null;
   private stopping = false;
   private etcdUp: boolean | null = null;
-  private lastState: ClusterState | null = null;
-  private lastHolder: string | null = null;
+  private view: ClusterView & { holder: string | null } = { state: null, paused: false, agents: [], holder: null };
   private primaryLsn: bigint | null = null;
-  private failsafeUntil = 0;
   private failsafeFrom: { from: string; at: number } | null = null;
-  private fenceTimer: NodeJS.Timeout | null = null;
   private pendingEvents: { sentence: string; at: Date }[] = [];
-  private saidFailsafe = false;
-  private cycling = false;
+  private readonly wakeups = new Set<() => void>();
 
   constructor(
     private readonly ctx: ClusterContext,
@@ -88,33 +94,42 @@ class Agent {
     this.reader = new EtcdStateStore(this.store.client, cfg.cluster, id.host);
     this.L = cfg.ha.loopWaitMs;
     this.T = cfg.dcs!.etcd.ttlMs;
-    this.margin = fenceMarginMs(cfg);
-    const k = this.store.keys;
-    this.session = new LeasedKey(this.store.client, k.agent(id.host), this.T);
-    this.primaryKey = new LeasedKey(this.store.client, k.group(ctx.group).primary, this.T);
-    this.controllerKey = new LeasedKey(this.store.client, k.controller, this.T);
+    const margin = fenceMarginMs(cfg);
     this.nodes = cfg.nodes.filter((n) => n.host === id.host);
-    this.monitor = new Monitor(ctx, this.hooks(), (s) => this.event(s), () => this.mayAct());
+    this.session = new LeasedKey(this.store.client, this.store.keys.agent(id.host), this.T);
+    this.guard = guardFiles(ctx.paths.stateDir, ctx.paths.logsDir, id.host);
+    this.lease = new PrimaryLease({
+      ctx,
+      store: this.store,
+      id,
+      me: this.me,
+      nodes: this.nodes,
+      ttlMs: this.T,
+      loopMs: this.L,
+      marginMs: margin,
+      guard: this.guard,
+      guardArgv: selfArgv(['agent', 'guard', '--host', id.host, '-c', cfg.file]),
+      observation: (n) => this.observations.get(n),
+      event: (s) => this.event(s),
+      log,
+      endpointOff: (reason) => this.endpoint?.setTarget(null, reason),
+    });
+    this.controller = new Controller({
+      ctx,
+      store: this.store,
+      me: this.me,
+      ttlMs: this.T,
+      marginMs: margin,
+      hooks: this.hooks(),
+      failsafeSeen: () => this.failsafeSeen(),
+      event: (s) => this.event(s),
+      log,
+    });
+    this.store.client.onReconnect = (from, to, why) => log(`etcd: ${from} failed (${why}); now talking to ${to}`);
   }
 
   async run(): Promise<void> {
-    // 1. the API: node control for the controller, health checks for load balancers
-    this.server = createAgentServer(this.ctx, this.id, {
-      health: (node) => this.health(node),
-      failsafe: (from) => (this.failsafeFrom = { from, at: Date.now() }),
-      failsafeSeen: () => (this.failsafeFrom ? { from: this.failsafeFrom.from, ageMs: Date.now() - this.failsafeFrom.at } : null),
-      checkPromotion: (node) => this.checkPromotion(node),
-      command: (verb, body) => this.command(verb, body),
-      fenced: (node, reason) => void this.afterFence(node, reason),
-    }, log);
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new PgmError('port.in_use', `the agent cannot listen on ${this.me.agent.host}:${this.me.agent.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}.`, { hint: `stop what uses it, or change hosts[].agent of ${this.me.name}.` })),
-      );
-      this.server!.listen(this.me.agent.port, this.me.agent.host, () => resolve());
-    });
-
-    // 2. etcd: wait until it answers (saying so once), then agree on the configuration
+    // 1. etcd: wait until it answers (saying so once), then agree on the configuration; nothing is served before
     for (let said = false; ; ) {
       try {
         await checkConfig(this.store, this.ctx.cfg, this.me.name);
@@ -123,10 +138,28 @@ class Agent {
         if (!(err instanceof PgmError) || err.code !== 'dcs.unavailable') throw err;
         if (!said) log(`${err.render()} Retrying every ${this.L / 1000} s.`);
         said = true;
-        await sleep(this.L);
+        await this.sleep(this.L);
       }
     }
+    // 2. the API: node control for the controller, health checks for load balancers
+    this.server = createAgentServer(this.ctx, this.id, {
+      health: (node) => this.health(node),
+      failsafe: (from) => (this.failsafeFrom = { from, at: Date.now() }),
+      failsafeSeen: () => this.failsafeSeen(),
+      checkPromotion: (node) => this.checkPromotion(node),
+      command: (verb, body) => this.controller.command(verb, body),
+      fenced: (node, reason) => void this.lease.fenced(node, reason),
+      around: (node, verb, fn) => this.around(node, verb, fn),
+    }, log);
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new PgmError('port.in_use', `the agent cannot listen on ${this.me.agent.host}:${this.me.agent.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}.`, { hint: `stop what uses it, or change hosts[].agent of ${this.me.name}.` })),
+      );
+      this.server!.listen(this.me.agent.port, this.me.agent.host, () => resolve());
+    });
+
     log(`agent of host ${this.me.name} started (pid ${process.pid}) on ${this.me.agent.host}:${this.me.agent.port}; nodes ${this.nodes.map((n) => n.name).join(', ') || 'none'}`);
+    await this.lease.adopt().catch((err: unknown) => log(`cannot adopt the primary lease: ${errorMessage(err)}`));
 
     // 3. the endpoint of this host
     const local = this.nodes[0];
@@ -135,138 +168,149 @@ class Agent {
       await this.endpoint.listen().catch((err: Error) => log(`endpoint: ${errorMessage(err)}`));
     }
 
+    // 4. wake the loops when what they act on changes
+    const gk = this.store.keys.group(this.ctx.group);
+    for (const k of [gk.state, gk.primary, this.store.keys.controller]) await this.store.client.watch(k, () => this.wake()).catch(() => undefined);
+
     process.on('SIGTERM', () => void this.stop('SIGTERM'));
     process.on('SIGINT', () => void this.stop('SIGINT'));
-    // 4. the loops: this host's duties, the controller campaign, the monitor
-    await Promise.all([this.loop(() => this.tick()), this.loop(() => this.campaign()), this.loop(() => this.controlCycle())]);
+    // 5. the loops: this host's duties, the controller campaign, the monitor
+    await Promise.all([this.loop(() => this.tick()), this.loop(() => this.campaign(), false), this.loop(() => this.controller.cycle())]);
   }
 
-  private async loop(fn: () => Promise<void>): Promise<void> {
+  private async loop(fn: () => Promise<void>, wakes = true): Promise<void> {
     while (!this.stopping) {
       const started = Date.now();
       await fn().catch((err: unknown) => log(`agent: ${errorMessage(err)}`));
-      await sleep(Math.max(10, this.L - (Date.now() - started)));
+      const rest = Math.max(50, this.L - (Date.now() - started));
+      await (wakes ? this.sleep(rest) : new Promise((r) => setTimeout(r, rest)));
     }
+  }
+
+  /** Sleeps `ms`, or less when woken. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeups.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakeups.add(done);
+    });
+  }
+
+  private wake(): void {
+    for (const f of [...this.wakeups]) f();
   }
 
   private async stop(sig: string): Promise<void> {
     if (this.stopping) return;
     log(`received ${sig}, stopping (PostgreSQL keeps running)`);
     this.stopping = true;
-    if (this.fenceTimer) clearTimeout(this.fenceTimer);
-    await Promise.allSettled([this.controllerKey.release(), this.primaryKey.release(), this.session.release()]);
+    const kept = await this.lease.stop().catch(() => 'none');
+    if (kept === 'kept') log(`the primary keeps its lease and its armed guard: the next agent of host ${this.me.name} adopts them, or the guard fences it when the lease runs out`);
+    await Promise.allSettled([this.controller.stop(), this.session.release()]);
     await this.endpoint?.close();
     this.server?.close();
     await this.store.close();
     process.exit(0);
   }
 
+  /** A node verb of the API: the node is left alone by the agent meanwhile; a stop holds it stopped until a start. */
+  private async around<T>(node: string, verb: string, fn: () => Promise<T>): Promise<T> {
+    this.busy.set(node, verb);
+    try {
+      const r = await fn();
+      if (verb === 'stop') this.heldStopped.add(node);
+      if (['start', 'clone', 'rebuild', 'init-primary'].includes(verb)) this.heldStopped.delete(node);
+      return r;
+    } finally {
+      this.busy.delete(node);
+    }
+  }
+
   // ---- this host's duties ----------------------------------------------------
 
-  /** One cycle: observe the local nodes, publish them, hold or give up the primary lease, point the endpoint. */
+  /** One cycle: observe the local nodes, publish them, hold or give up the primary lease, restart dead replicas, point the endpoint. */
   private async tick(): Promise<void> {
     const secrets = requireSecrets(this.ctx);
-    for (const n of this.nodes) this.observations.set(n.name, await observe(this.ctx, n, secrets, this.lastState?.fenced.includes(n.name) ?? false));
+    for (const n of this.nodes) this.observations.set(n.name, await observe(this.ctx, n, secrets, this.view.state?.fenced.includes(n.name) ?? false));
+    const fired = takeFiring(this.guard);
+    if (fired) this.event(`${fired.node} was fenced by the guard of host ${this.me.name}: its agent did not renew the primary lease in time (${fired.lateMs} ms past the deadline), so the guard stopped it before the lease could expire`);
     try {
       await this.etcdTick();
       this.etcdIs(true);
     } catch (err) {
       if (!(err instanceof PgmError && err.code === 'dcs.unavailable')) throw err;
       this.etcdIs(false, err.message);
-      await this.offline();
+      await this.lease.offline();
     }
   }
 
   private async etcdTick(): Promise<void> {
     const c = this.store.client;
+    const k = this.store.keys;
     if (!(this.session.holding && (await this.session.renew()))) await this.session.acquire(JSON.stringify({ host: this.me.name, pid: process.pid, started: new Date().toISOString() }));
-    const gk = this.store.keys.group(this.ctx.group);
-    const [stKv, holderKv, members] = await Promise.all([c.get(gk.state), c.get(gk.primary), c.list(gk.members)]);
-    const st = stKv ? (JSON.parse(stKv.value) as ClusterState) : null;
-    this.lastState = st;
-    this.lastHolder = holderKv?.value ?? null;
-    const pm = st ? members.find((m) => m.key === gk.member(st.primary)) : undefined;
-    const pl = pm ? (JSON.parse(pm.value) as { walLsn: string | null }).walLsn : null;
-    this.primaryLsn = pl === null ? this.primaryLsn : BigInt(pl);
-    const lease = this.session.leaseId;
-    for (const n of this.nodes) {
-      const o = this.observations.get(n.name)!;
-      const rec = { node: n.name, host: this.me.name, at: new Date().toISOString(), sqlOk: o.sqlOk, inRecovery: o.inRecovery, walLsn: o.walLsn?.toString() ?? null, receiveLsn: o.receiveLsn?.toString() ?? null, replayLsn: o.replayLsn?.toString() ?? null, timeline: o.timeline };
-      if (lease) await c.txn([], [{ put: gk.member(n.name), value: JSON.stringify(rec), lease }]);
-    }
+    const gk = k.group(this.ctx.group);
+    const [stKv, holderKv, members, paused, agents] = await c.readMany([{ key: gk.state }, { key: gk.primary }, { key: gk.members, prefix: true }, { key: k.paused }, { key: k.agents, prefix: true }]);
+    const st = stKv[0] ? (JSON.parse(stKv[0].value) as ClusterState) : null;
+    this.view = { state: st, holder: holderKv[0]?.value ?? null, paused: paused.length > 0, agents: agents.map((a) => a.key.slice(k.agents.length)) };
+    this.notePrimaryLsn(st, members);
+    await this.publish();
     while (this.pendingEvents.length > 0) {
       await this.store.appendEvent(this.pendingEvents[0].sentence, this.pendingEvents[0].at);
       this.pendingEvents.shift();
     }
-    await this.primaryDuty(st, stKv?.modRevision ?? null);
-    this.pointEndpoint(st, this.lastHolder);
+    await this.lease.duty(st, stKv[0]?.modRevision ?? null);
+    await this.restartReplicas(st);
+    this.pointEndpoint(st, this.view.holder);
   }
 
-  /** Holds the primary lease exactly while a node of this host is the group's primary, running as one. */
-  private async primaryDuty(st: ClusterState | null, revision: string | null): Promise<void> {
-    const ours = st ? this.nodes.find((n) => n.name === st.primary) : undefined;
-    const held = this.primaryKey.holding;
-    if (held) {
-      const name = this.lastHolder ?? ours?.name ?? '?';
-      const stillOurs = st && ours && st.primary === ours.name && !st.pending && !st.fenced.includes(ours.name);
-      if (!stillOurs) {
-        // the state moved on (a failover or switchover): make sure ours refuses writes, then let go
-        const n = this.ctx.cfg.nodes.find((x) => x.name === name && x.host === this.me.name);
-        if (n && this.observations.get(n.name)?.inRecovery === false) await this.ctx.control(n).fence('the state names another primary');
-        await this.primaryKey.release();
-        this.event(`${name} gave up its primary lease: ${st?.pending ? `a ${st.pending.kind} to ${st.pending.to} is in progress` : `the state names ${st?.primary ?? 'no'} primary`}`);
-        return;
-      }
-      if (await this.primaryKey.renew()) return this.armFence();
-    }
-    if (!ours || !st || st.pending || st.fenced.includes(ours.name) || revision === null) return;
-    const o = this.observations.get(ours.name);
-    if (!o || o.inRecovery !== false || !(o.sqlOk || o.probeMs !== null)) return;
+  private notePrimaryLsn(st: ClusterState | null, members: Kv[]): void {
+    const pm = st ? members.find((m) => m.key === this.store.keys.group(this.ctx.group).member(st.primary)) : undefined;
+    const pl = pm ? (JSON.parse(pm.value) as { walLsn: string | null }).walLsn : null;
+    if (pl !== null) this.primaryLsn = BigInt(pl);
+  }
+
+  /** Each local node's observation, under the session lease (gone with the agent). */
+  private async publish(): Promise<void> {
+    const lease = this.session.leaseId;
+    if (!lease) return;
     const gk = this.store.keys.group(this.ctx.group);
-    if (await this.primaryKey.acquire(ours.name, [{ key: gk.state, target: 'Mod', revision }])) {
-      this.event(`${ours.name} holds the primary lease (ttl ${this.T / 1000} s)`);
-      this.armFence();
-    }
-  }
-
-  /** The self-fence: fires before the primary lease (or the failsafe) can run out, unless a renewal moved it. */
-  private armFence(): void {
-    if (this.fenceTimer) clearTimeout(this.fenceTimer);
-    const until = Math.max(this.primaryKey.validUntil, this.failsafeUntil) - this.margin;
-    this.fenceTimer = setTimeout(() => void this.fenceDeadline(), Math.max(0, until - Date.now()));
-  }
-
-  private async fenceDeadline(): Promise<void> {
-    this.fenceTimer = null;
-    if (!this.primaryKey.holding) return;
-    const until = Math.max(this.primaryKey.validUntil, this.failsafeUntil) - this.margin;
-    if (Date.now() < until) return this.armFence();
-    const name = this.lastHolder ?? this.nodes.find((n) => n.name === this.lastState?.primary)?.name;
-    const since = Date.now() - (this.primaryKey.validUntil - this.T);
-    this.primaryKey.drop();
-    this.endpoint?.setTarget(null, 'this host lost its primary lease');
     for (const n of this.nodes) {
-      if (n.name !== name) continue;
-      const r = await this.ctx.control(n).fence('primary lease about to expire');
-      this.event(`${n.name} fenced itself (${r}): it could not renew its primary lease for ${(since / 1000).toFixed(1)} s and did not reach every other agent, so it refuses writes before the lease can expire`);
+      const o = this.observations.get(n.name)!;
+      const rec = { node: n.name, host: this.me.name, at: new Date().toISOString(), sqlOk: o.sqlOk, inRecovery: o.inRecovery, walLsn: o.walLsn?.toString() ?? null, receiveLsn: o.receiveLsn?.toString() ?? null, replayLsn: o.replayLsn?.toString() ?? null, timeline: o.timeline };
+      await this.store.client.txn([], [{ put: gk.member(n.name), value: JSON.stringify(rec), lease }]);
     }
   }
 
-  /** etcd does not answer: while the primary lease still runs, try to reach every other agent directly (failsafe). */
-  private async offline(): Promise<void> {
-    if (!this.primaryKey.holding) return;
-    const others = this.ctx.cfg.hosts.filter((h) => h.name !== this.me.name);
-    const sent = Date.now();
-    const results = await Promise.allSettled(others.map((h) => agentVerb(this.id, h, 'failsafe', { from: this.lastHolder ?? this.lastState?.primary ?? '' }, Math.min(this.L, 1000))));
-    const missed = others.filter((_, i) => results[i].status === 'rejected').map((h) => h.name);
-    if (missed.length === 0) {
-      this.failsafeUntil = sent + this.T;
-      if (!this.saidFailsafe) this.event(`failsafe: etcd does not answer, but ${this.lastHolder ?? 'the primary'} reached every other agent, so it keeps serving`);
-      this.saidFailsafe = true;
-      this.armFence();
-    } else if (this.saidFailsafe) {
-      this.saidFailsafe = false;
-      this.event(`failsafe ended: etcd does not answer and ${missed.join(', ')} cannot be reached`);
+  /**
+   * A local replica whose postmaster is gone (seen twice in a row) is started
+   * again, pointed at the current primary — unless a step is in progress, the
+   * cluster is paused, it is fenced, it was stopped on request, a verb works
+   * on it, or its data directory is not set up as a replica.
+   */
+  private async restartReplicas(st: ClusterState | null): Promise<void> {
+    for (const n of this.nodes) {
+      const o = this.observations.get(n.name);
+      const eligible = st && !st.pending && !this.view.paused && n.name !== st.primary && !st.fenced.includes(n.name) && !this.busy.has(n.name) && !this.heldStopped.has(n.name) && o?.postmasterAlive === false;
+      if (!eligible) {
+        this.downTicks.delete(n.name);
+        continue;
+      }
+      const ticks = (this.downTicks.get(n.name) ?? 0) + 1;
+      this.downTicks.set(n.name, ticks);
+      if (ticks < 2 || !fs.existsSync(path.join(n.dataDir, 'standby.signal'))) continue;
+      this.downTicks.delete(n.name);
+      await this.around(n.name, 'restart', async () => {
+        const control = this.ctx.control(n);
+        await control.configure({ kind: 'replica', upstream: st!.primary });
+        await control.start();
+      }).then(
+        () => this.event(`${n.name}: its postmaster was not running, so its agent started it again as a replica of ${st!.primary}`),
+        (err: unknown) => this.event(`${n.name}: its postmaster is not running and its agent could not start it: ${errorMessage(err)}`),
+      );
     }
   }
 
@@ -274,7 +318,7 @@ class Agent {
     if (this.etcdUp === up) return;
     if (this.etcdUp !== null || !up) log(up ? 'etcd answers again' : `etcd does not answer: ${why}`);
     if (up && this.etcdUp === false) this.event(`host ${this.me.name}: etcd answers again`);
-    if (up) this.saidFailsafe = false;
+    if (up) this.lease.online();
     this.etcdUp = up;
   }
 
@@ -287,45 +331,11 @@ class Agent {
     if ((cur?.name ?? null) !== (target?.name ?? null)) this.endpoint.setTarget(target, target ? `${target.name} is the primary` : 'no primary holds the lease');
   }
 
-  private async afterFence(node: string, reason: string): Promise<void> {
-    if (this.primaryKey.holding && (this.lastHolder === node || this.lastState?.primary === node)) {
-      if (this.fenceTimer) clearTimeout(this.fenceTimer);
-      await this.primaryKey.release().catch(() => this.primaryKey.drop());
-      this.endpoint?.setTarget(null, `${node} was fenced: ${reason}`);
-    }
-  }
-
   // ---- controller ------------------------------------------------------------
 
   private async campaign(): Promise<void> {
-    const c = this.store.client;
-    const paused = (await c.get(this.store.keys.paused).catch(() => null)) !== null;
-    if (paused) {
-      if (this.controllerKey.holding) await this.controllerKey.release();
-      return;
-    }
-    const had = this.controllerKey.holding;
-    const ok = had ? await this.controllerKey.renew() : await this.controllerKey.acquire(this.me.name);
-    if (ok && !had) {
-      this.store.setGuard(this.controllerKey.leaseId);
-      this.event(`host ${this.me.name} is the controller`);
-    }
-    if (!ok && had) log('lost the controller lease');
-  }
-
-  private mayAct(): boolean {
-    return this.controllerKey.holding && Date.now() < this.controllerKey.validUntil - this.margin;
-  }
-
-  private async controlCycle(): Promise<void> {
-    if (!this.mayAct() || this.cycling) return;
-    if (!(await this.store.read(this.ctx.group))) return; // not provisioned yet: up writes the state last
-    this.cycling = true;
-    try {
-      await this.monitor.cycle();
-    } finally {
-      this.cycling = false;
-    }
+    if (this.etcdUp !== true) return; // the tick reads the view; without etcd there is nothing to campaign with
+    await this.controller.campaign(this.view);
   }
 
   private hooks(): PrimaryHooks {
@@ -338,24 +348,8 @@ class Agent {
     };
   }
 
-  private async command(verb: string, body: Record<string, unknown>): Promise<string> {
-    if (['switchover', 'failover', 'rejoin', 'restart'].includes(verb)) {
-      if (!this.mayAct()) {
-        const holder = (await this.store.client.get(this.store.keys.controller))?.value ?? 'nobody';
-        throw new PgmError('agent.refused', `host ${this.me.name} is not the controller (${holder} is).`, { hint: 'ask the controller; pgmaestro does that by itself, retry.' });
-      }
-      const event = (s: string) => this.event(s);
-      const run = () =>
-        verb === 'switchover'
-          ? switchoverCommand(this.ctx, String(body.to), this.hooks(), event)
-          : verb === 'failover'
-            ? failoverCommand(this.ctx, typeof body.to === 'string' ? body.to : null, this.hooks(), event)
-            : rejoinCommand(this.ctx, String(body.node), event);
-      const sentence = await this.monitor.exclusive(run);
-      this.event(sentence);
-      return sentence;
-    }
-    throw new PgmError('usage', `the agent has no command ${verb}.`, { hint: 'run the same version of pgmaestro on every host.' });
+  private failsafeSeen(): { from: string; ageMs: number } | null {
+    return this.failsafeFrom ? { from: this.failsafeFrom.from, ageMs: Date.now() - this.failsafeFrom.at } : null;
   }
 
   /** The fencing token of a promotion: the state in etcd must name this node as the target of the step in progress, and no other node may hold the primary lease. */
@@ -373,10 +367,9 @@ class Agent {
   private health(node: string | null) {
     const n = node ? this.nodes.find((x) => x.name === node) : this.nodes[0];
     const obs = n ? (this.observations.get(n.name) ?? null) : null;
-    const authority = !!n && ((this.primaryKey.holding && this.lastHolder === n.name) || Date.now() < this.failsafeUntil || (this.primaryKey.holding && Date.now() < this.primaryKey.validUntil));
     const pos = obs?.replayLsn ?? obs?.receiveLsn ?? null;
     const lag = obs && pos !== null && this.primaryLsn !== null ? Math.max(0, Number(lsnDiff(this.primaryLsn, pos))) : null;
-    return { obs, primaryAuthority: authority, lagBytes: lag };
+    return { obs, primaryAuthority: !!n && this.lease.authority(n.name), lagBytes: lag };
   }
 
   /** Records an event in etcd; kept in order and sent later while etcd does not answer. */
@@ -390,8 +383,3 @@ class Agent {
     this.store.appendEvent(sentence, at).catch(() => this.pendingEvents.push({ sentence, at }));
   }
 }
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-

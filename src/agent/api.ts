@@ -21,7 +21,12 @@ export interface AgentHandlers {
   command(verb: string, body: Record<string, unknown>): Promise<string>;
   /** Called after a local fence: the endpoint stops forwarding, the lease is given up. */
   fenced(node: string, reason: string): void;
+  /** Runs a verb that changes `node` (start, stop, clone…): the agent leaves the node alone meanwhile. */
+  around<T>(node: string, verb: string, fn: () => Promise<T>): Promise<T>;
 }
+
+/** Verbs that only look. */
+const READ_ONLY = new Set(['inspect', 'preflight', 'check-config', 'checkpoint', 'log-tail']);
 
 /**
  * The agent's HTTPS API (mutual TLS only: a client without a certificate of
@@ -74,8 +79,13 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
     if (!mine.has(name)) {
       throw new PgmError('node.unknown', `node ${name} does not run on host ${id.host}.`, { hint: 'ask the agent of the host the configuration names for it (nodes[].host).' });
     }
+    const verb = m[1];
+    return READ_ONLY.has(verb) ? nodeVerb(name, verb, body) : h.around(name, verb, () => nodeVerb(name, verb, body));
+  }
+
+  async function nodeVerb(name: string, verb: string, body: Record<string, unknown>): Promise<unknown> {
     const control = ctx.control(findNode(ctx.cfg, name));
-    switch (m[1]) {
+    switch (verb) {
       case 'inspect':
         return { ...(await control.inspect()), failsafe: h.failsafeSeen() };
       case 'preflight':
@@ -110,7 +120,7 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
       case 'log-tail':
         return control.logTail(Number(body.lines ?? 3));
       default:
-        throw new PgmError('usage', `the agent has no node verb ${m[1]}.`, { hint: 'run the same version of pgmaestro on every host.' });
+        throw new PgmError('usage', `the agent has no node verb ${verb}.`, { hint: 'run the same version of pgmaestro on every host.' });
     }
   }
   return server;

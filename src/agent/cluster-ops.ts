@@ -7,15 +7,20 @@ import type { EtcdStateStore } from '../dcs/etcd.js';
 import { PgmError } from '../errors.js';
 import { ensureCerts, loadIdentity } from './certs.js';
 import { agentCall, agentVerb } from './http.js';
-import { agentProcesses, etcdProcesses, startAgents, startEtcd, stopAll } from './lab-processes.js';
+import { agentProcesses, etcdProcesses, guardProcesses, startAgents, startEtcd, stopAll } from './lab-processes.js';
+import { withLocks } from '../cluster/lock.js';
 
 /**
  * The CLI's side of a multi-host cluster: `up`, `down`, status and the
  * operator commands, from any host, through etcd and the agents.
  */
 
-/** up: in the lab, the etcd members and agents first (and the certificates); then provision through the agents; then let the controllers act. */
-export async function upMultiHost(ctx: ClusterContext, log: (s: string) => void): Promise<void> {
+/**
+ * up: in the lab, the etcd members and agents first (and the certificates);
+ * then, holding the cluster lock in etcd, provision through the agents; then
+ * let the controllers act.
+ */
+export async function upMultiHost(ctx: ClusterContext, waitMs: number | null, log: (s: string) => void): Promise<void> {
   if (ctx.lab) {
     for (const m of await ensureCerts(ctx.cfg)) log(`certs: created ${m}`);
     ensureSecrets(ctx.cfg, ctx.user);
@@ -23,24 +28,33 @@ export async function upMultiHost(ctx: ClusterContext, log: (s: string) => void)
     await startAgents(ctx, log);
   }
   const store = ctx.store as EtcdStateStore;
-  await up(ctx, log);
+  await withLocks(ctx.locks, ['cluster'], 'pgmaestro up', waitMs, () => up(ctx, log));
   await store.client.txn([], [{ del: store.keys.paused }]);
 }
 
-/** down: hold the controllers still, stop every node through its agent (the primary first), then in the lab the agents and etcd. */
-export async function downMultiHost(ctx: ClusterContext, log: (s: string) => void): Promise<void> {
+/**
+ * down: hold the controllers still, stop every node through its agent (the
+ * primary first) holding the cluster lock, then in the lab the agents, their
+ * guards and etcd. With etcd unreachable it still stops what it can reach.
+ */
+export async function downMultiHost(ctx: ClusterContext, waitMs: number | null, log: (s: string) => void): Promise<void> {
   const store = ctx.store as EtcdStateStore;
   const reachable = await store.client
     .txn([], [{ put: store.keys.paused, value: JSON.stringify({ by: 'pgmaestro down', at: new Date().toISOString() }) }])
-    .then(() => true, (err: PgmError) => (log(`etcd: ${err.message}`), false));
-  const primary = reachable ? await currentPrimaryName(ctx).catch(() => ctx.cfg.initialPrimary) : ctx.cfg.initialPrimary;
-  const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
-  for (const node of ordered) {
-    const r = await ctx.control(node).stop().catch((err: Error) => `not stopped (${err.message.replace(/\.$/, '')})`);
-    log(`${node.name}: ${r}`);
-  }
+    .then(() => true, (err: PgmError) => (log(`etcd: ${err.message} The nodes are stopped without the cluster lock.`), false));
+  const stopNodes = async () => {
+    const primary = reachable ? await currentPrimaryName(ctx).catch(() => ctx.cfg.initialPrimary) : ctx.cfg.initialPrimary;
+    const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
+    for (const node of ordered) {
+      const r = await ctx.control(node).stop().catch((err: Error) => `not stopped (${err.message.replace(/\.$/, '')})`);
+      log(`${node.name}: ${r}`);
+    }
+  };
+  if (reachable) await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', waitMs, stopNodes);
+  else await stopNodes();
   if (ctx.lab) {
     await stopAll(agentProcesses(ctx), log);
+    await stopAll(guardProcesses(ctx), log);
     await stopAll(etcdProcesses(ctx), log);
   }
   await ctx.store.close();

@@ -7,7 +7,9 @@ import { EtcdClient } from '../dcs/etcd-client.js';
 import { PgmError } from '../errors.js';
 import { agentCall } from './http.js';
 import { loadIdentity } from './certs.js';
-import { identityHost } from '../cluster/multihost.js';
+import { COMMAND_ETCD_BUDGET_MS, identityHost } from '../cluster/multihost.js';
+import { processAlive } from '../postgres/fence.js';
+import { guardFiles } from './guard.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -19,7 +21,7 @@ const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
  * and etcd is the operator's.
  */
 export interface LabProcess {
-  readonly kind: 'etcd' | 'agent';
+  readonly kind: 'etcd' | 'agent' | 'guard';
   readonly name: string;
   readonly pidFile: string;
   readonly logFile: string;
@@ -33,6 +35,15 @@ export function etcdProcesses(ctx: ClusterContext): LabProcess[] {
 export function agentProcesses(ctx: ClusterContext): LabProcess[] {
   if (!ctx.lab) return [];
   return ctx.cfg.hosts.map((h) => ({ kind: 'agent', name: h.name, pidFile: path.join(ctx.paths.stateDir, `agent-${h.name}.pid`), logFile: path.join(ctx.paths.logsDir, `agent-${h.name}.log`) }));
+}
+
+/** The hosts' guards (the agents start them; down stops what is left). */
+export function guardProcesses(ctx: ClusterContext): LabProcess[] {
+  if (!ctx.lab) return [];
+  return ctx.cfg.hosts.map((h) => {
+    const g = guardFiles(ctx.paths.stateDir, ctx.paths.logsDir, h.name);
+    return { kind: 'guard', name: h.name, pidFile: g.pid, logFile: g.log };
+  });
 }
 
 function memberNames(ctx: ClusterContext): string[] {
@@ -65,11 +76,13 @@ export async function startEtcd(ctx: ClusterContext, log: (s: string) => void): 
       '--listen-peer-urls', peer(i), '--initial-advertise-peer-urls', peer(i),
       '--initial-cluster', initial, '--initial-cluster-token', `pgmaestro-${ctx.cfg.cluster}`, '--initial-cluster-state', 'new',
       '--heartbeat-interval', '100', '--election-timeout', '1000', '--logger', 'zap', '--log-outputs', 'stderr',
+      // every agent writes its member keys each cycle: keep only the last thousand revisions
+      '--auto-compaction-mode', 'revision', '--auto-compaction-retention', '1000',
     ];
-    spawnDetached(ctx, p, ['ip', 'netns', 'exec', netnsOf(ctx, p.name), 'etcd', ...args]);
+    spawnDetached(p, ['ip', 'netns', 'exec', netnsOf(ctx, p.name), 'etcd', ...args]);
     log(`etcd member ${p.name}: started on ${urls[i].hostname}:${urls[i].port}`);
   }
-  const client = new EtcdClient(ctx.cfg.dcs!.etcd);
+  const client = new EtcdClient(ctx.cfg.dcs!.etcd, COMMAND_ETCD_BUDGET_MS);
   try {
     await until(60_000, async () => (await client.get(`/pgmaestro/${ctx.cfg.cluster}/config`).then(() => true).catch(() => false)), () => 'the lab etcd cluster did not answer within 60 s');
   } finally {
@@ -77,19 +90,21 @@ export async function startEtcd(ctx: ClusterContext, log: (s: string) => void): 
   }
 }
 
-/** Starts the agents that do not run (each in its host's namespace), then waits until each answers over mutual TLS. */
+/** Starts the agents that do not run (each in its host's namespace, all at once), then waits until each answers over mutual TLS. */
 export async function startAgents(ctx: ClusterContext, log: (s: string) => void): Promise<void> {
   const id = loadIdentity(ctx.cfg, identityHost(ctx.cfg, null));
-  for (const p of agentProcesses(ctx)) {
-    if (running(p)) continue;
-    spawnDetached(ctx, p, ['ip', 'netns', 'exec', netnsOf(ctx, p.name), process.execPath, ...process.execArgv, process.argv[1], 'agent', '--host', p.name, '-c', ctx.cfg.file]);
-    const host = ctx.cfg.hosts.find((h) => h.name === p.name)!;
-    await until(30_000, async () => {
-      if (!running(p)) throw new PgmError('daemon.failed', `the agent of host ${p.name} exited: ${tail(p.logFile)}.`, { hint: `read ${p.logFile}.` });
-      return agentCall(id, host, 'GET', '/health', undefined, 1000).then(() => true, () => false);
-    }, () => `the agent of host ${p.name} did not answer within 30 s`);
-    log(`agent of host ${p.name}: started on ${host.agent.host}:${host.agent.port}`);
-  }
+  const starting = agentProcesses(ctx).filter((p) => !running(p));
+  for (const p of starting) spawnDetached(p, ['ip', 'netns', 'exec', netnsOf(ctx, p.name), process.execPath, ...process.execArgv, process.argv[1], 'agent', '--host', p.name, '-c', ctx.cfg.file]);
+  await Promise.all(
+    starting.map(async (p) => {
+      const host = ctx.cfg.hosts.find((h) => h.name === p.name)!;
+      await until(60_000, async () => {
+        if (!running(p)) throw new PgmError('daemon.failed', `the agent of host ${p.name} exited: ${tail(p.logFile)}.`, { hint: `read ${p.logFile}.` });
+        return agentCall(id, host, 'GET', '/health', undefined, 1000).then(() => true, () => false);
+      }, () => `the agent of host ${p.name} did not answer within 60 s`);
+      log(`agent of host ${p.name}: started on ${host.agent.host}:${host.agent.port}`);
+    }),
+  );
 }
 
 export async function stopAll(procs: LabProcess[], log: (s: string) => void): Promise<void> {
@@ -98,17 +113,17 @@ export async function stopAll(procs: LabProcess[], log: (s: string) => void): Pr
     if (pid === null) continue;
     signal(pid, 'SIGTERM');
     const deadline = Date.now() + 10_000;
-    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (alive(pid)) signal(pid, 'SIGKILL');
+    while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (processAlive(pid)) signal(pid, 'SIGKILL');
     fs.rmSync(p.pidFile, { force: true });
-    log(`${p.kind === 'etcd' ? 'etcd member' : 'agent of host'} ${p.name}: stopped`);
+    log(`${p.kind === 'etcd' ? 'etcd member' : p.kind === 'guard' ? 'guard of host' : 'agent of host'} ${p.name}: stopped`);
   }
 }
 
 export function pidOf(p: LabProcess): number | null {
   try {
     const pid = Number(fs.readFileSync(p.pidFile, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+    return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : null;
   } catch {
     return null;
   }
@@ -118,13 +133,12 @@ export function running(p: LabProcess): boolean {
   return pidOf(p) !== null;
 }
 
-function spawnDetached(ctx: ClusterContext, p: LabProcess, argv: string[]): void {
+function spawnDetached(p: LabProcess, argv: string[]): void {
   const out = fs.openSync(p.logFile, 'a', 0o600);
   const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', out, out], cwd: PACKAGE_ROOT, env: process.env });
   fs.closeSync(out);
   child.unref();
   fs.writeFileSync(p.pidFile, `${child.pid}\n`, { mode: 0o644 });
-  void ctx;
 }
 
 async function until(ms: number, check: () => Promise<boolean>, what: () => string): Promise<void> {
@@ -134,15 +148,6 @@ async function until(ms: number, check: () => Promise<boolean>, what: () => stri
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new PgmError('daemon.failed', `${what()}.`, { hint: 'read the logs in logs/.' });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

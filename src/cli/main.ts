@@ -21,6 +21,7 @@ import { runAgent } from '../agent/agent.js';
 import { ensureCerts } from '../agent/certs.js';
 import { downMultiHost, upMultiHost } from '../agent/cluster-ops.js';
 import { installUnit } from '../agent/install.js';
+import { guardFiles, runGuard } from '../agent/guard.js';
 import { destroyLab } from '../cluster/lab.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
@@ -71,7 +72,7 @@ program
       if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
       const ctx = await openCluster(cfg);
       if (cfg.dcs) {
-        await upMultiHost(ctx, say);
+        await upMultiHost(ctx, parseWait(o.wait), say);
       } else {
         await up(ctx, say);
         const d = await ensureDaemon(ctx);
@@ -102,9 +103,10 @@ program
   .description('stop everything, keep data')
   .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-    await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), async () => {
-      if (!ctx.cfg.dcs) return down(ctx, say);
-      await downMultiHost(ctx, say);
+    if (!ctx.cfg.dcs) return withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
+    // multi-host: the cluster lock is in etcd, which a lab's down stops last; this machine's lock guards the lab
+    await withLocks(lockManager(ctx.cfg), ['cluster'], 'pgmaestro down', parseWait(o.wait), async () => {
+      await downMultiHost(ctx, parseWait(o.wait), say);
       if (await destroyLab(ctx.paths.stateDir)) say('lab: network namespaces and bridge removed');
     });
   });
@@ -123,15 +125,21 @@ program
 
 program
   .command('agent')
-  .argument('[action]', "'install' writes a systemd unit instead of running the agent")
+  .argument('[action]', "'install' writes a systemd unit instead of running the agent; 'guard' is the host's watchdog, which the agent starts itself")
   .requiredOption('--host <name>', 'the host (hosts[].name) this agent runs on')
   .option('-c, --config <file>', 'cluster configuration')
   .option('--unit-dir <dir>', 'where install writes the unit', '/etc/systemd/system')
+  .option('--agent-pid <pid>', 'guard: the agent that started it', intArg('--agent-pid'))
   .description('run the agent of one host: node control, primary lease, controller, endpoint, health checks')
-  .action(async (action: string | undefined, o: { host: string; config?: string; unitDir: string }) => {
+  .action(async (action: string | undefined, o: { host: string; config?: string; unitDir: string; agentPid?: number }) => {
     const cfg = loadConfig(resolveConfigPath(o.config));
     if (action === 'install') {
       say(installUnit(cfg, o.host, o.unitDir));
+      return;
+    }
+    if (action === 'guard') {
+      const paths = clusterPaths(cfg);
+      await runGuard(guardFiles(paths.stateDir, paths.logsDir, o.host), o.agentPid ?? process.ppid);
       return;
     }
     if (action !== undefined) throw new PgmError('usage', `unknown agent action '${action}'.`, { hint: 'use `pgmaestro agent --host NAME` or `pgmaestro agent install --host NAME`.' });

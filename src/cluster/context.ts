@@ -61,9 +61,12 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
   const controls = new Map<string, NodeControl>();
   let remote: ((node: NodeConfig) => NodeControl) | null = null;
   let store: StateStore = new FileStateStore(paths.stateDir);
+  let locks: LockManager = lockManager(cfg);
   if (cfg.dcs) {
     const multi = await import('./multihost.js');
-    store = multi.etcdStore(cfg, here);
+    const etcd = multi.etcdStore(cfg, here);
+    store = etcd;
+    locks = multi.etcdLocks(cfg, etcd, here);
     remote = multi.remoteControls(cfg, here);
   }
   const ctx: ClusterContext = {
@@ -75,7 +78,7 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
     group: DEFAULT_GROUP,
     lab,
     host: here,
-    locks: lockManager(cfg),
+    locks,
     control(node) {
       let c = controls.get(node.name);
       if (!c) controls.set(node.name, (c = remote && node.host !== here ? remote(node) : new LocalNodeControl(ctx, node)));
@@ -104,7 +107,12 @@ export function assertPathsReachable(ctx: ClusterContext): void {
   check(ctx.cfg.backup.repository, 'the backup repository');
 }
 
-/** The locks of a cluster; they need nothing but its configuration, so commands take them before anything else. */
+/**
+ * The locks of a cluster on one machine; they need nothing but its
+ * configuration, so commands take them before anything else. A multi-host
+ * cluster's locks are in etcd (ctx.locks); this one then guards only what is
+ * done on this machine before etcd runs (the lab's `up`).
+ */
 export function lockManager(cfg: ClusterConfig): LockManager {
   return new FileLocks(cfg.home, cfg.cluster);
 }

@@ -6,6 +6,7 @@ import { run } from '../postgres/exec.js';
 import { firstCause, keepOutput } from '../postgres/tool-failure.js';
 import { assertReachable, ensureOwnedDir } from '../postgres/osuser.js';
 import { withClient } from '../postgres/sql.js';
+import { fencePostmaster } from '../postgres/fence.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { promoteNode } from '../ha/promote.js';
 import { cloneReplica } from './clone.js';
@@ -86,22 +87,9 @@ export class LocalNodeControl implements NodeControl {
     return 'stopped';
   }
 
-  /**
-   * SIGQUIT is PostgreSQL's immediate shutdown: every backend exits at once,
-   * without acknowledging anything more. A frozen (SIGSTOPped) postmaster
-   * cannot pass it on, so it is woken with SIGCONT; what is still alive after
-   * the grace is killed outright, backends included.
-   */
+  /** See fencePostmaster: an immediate stop that also works on a frozen postmaster. */
   async fence(): Promise<'fenced' | 'not running'> {
-    const pid = postmasterPid(this.node.dataDir);
-    if (pid === null) return 'not running';
-    const children = childPids(pid);
-    signal(pid, 'SIGQUIT');
-    signal(pid, 'SIGCONT');
-    const deadline = Date.now() + 1500;
-    while (Date.now() < deadline && alive(pid)) await new Promise((r) => setTimeout(r, 25));
-    for (const p of [pid, ...children, ...childPids(pid)]) if (alive(p)) signal(p, 'SIGKILL');
-    return 'fenced';
+    return fencePostmaster(this.node.dataDir);
   }
 
   async promote(): Promise<number> {
@@ -164,36 +152,3 @@ export class LocalNodeControl implements NodeControl {
     return serverLogTail(this.node, lines);
   }
 }
-
-function childPids(parent: number): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent) out.push(Number(e));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-

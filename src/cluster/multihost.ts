@@ -5,11 +5,21 @@ import { certPaths, loadIdentity, type TlsIdentity } from '../agent/certs.js';
 import { RemoteNodeControl } from '../agent/remote-control.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { EtcdStateStore } from '../dcs/etcd.js';
+import { EtcdLocks } from '../dcs/etcd-locks.js';
 import type { NodeControl } from './node-control.js';
 
-/** The state store of a multi-host cluster: etcd, events recorded with `host`. */
+/** A one-shot command's etcd requests may take this long (the agents' take retry_timeout, which their leases are timed by). */
+export const COMMAND_ETCD_BUDGET_MS = 5000;
+
+/** The state store of a multi-host cluster: etcd, events recorded with `host` (an agent's; null for a command). */
 export function etcdStore(cfg: ClusterConfig, host: string | null): EtcdStateStore {
-  return new EtcdStateStore(new EtcdClient(cfg.dcs!.etcd), cfg.cluster, host);
+  const e = cfg.dcs!.etcd;
+  return new EtcdStateStore(new EtcdClient(e, host ? e.retryTimeoutMs : Math.max(e.retryTimeoutMs, COMMAND_ETCD_BUDGET_MS)), cfg.cluster, host);
+}
+
+/** The cluster and repository locks of a multi-host cluster: leases in etcd, named after the host acting (or this machine). */
+export function etcdLocks(cfg: ClusterConfig, store: EtcdStateStore, host: string | null): EtcdLocks {
+  return new EtcdLocks(store.client, store.keys.root, cfg.cluster, cfg.dcs!.etcd.ttlMs, host ?? undefined);
 }
 
 /** The host whose certificate this process presents: its own, $PGMAESTRO_HOST, or the first host whose key is in secrets/. */

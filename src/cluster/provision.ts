@@ -49,13 +49,19 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   // 4. the replication role and one slot per replica
   await ensureReplicationObjects(ctx, primary, replicas, secrets);
 
-  // 5. the replicas: clone the missing ones, start the stopped ones
-  for (const node of replicas) {
+  // 5. the replicas: clone the missing ones, start the stopped ones (on separate hosts, all at once)
+  const replica = async (node: NodeConfig) => {
     if (states.get(node.name)!.kind === 'empty') {
       const r = await ctx.control(node).clone(primary.name);
       log(`${node.name}: cloned from ${primary.name} (${formatBytes(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s)`);
     }
     await configureAndStart(ctx, node, { kind: 'replica', upstream: primary.name }, log);
+  };
+  if (cfg.dcs) {
+    const failed = (await Promise.allSettled(replicas.map(replica))).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  } else {
+    for (const node of replicas) await replica(node);
   }
 
   // 6. remember who is primary, then wait until the whole cluster is healthy

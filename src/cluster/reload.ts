@@ -42,7 +42,14 @@ export async function plannedRoles(ctx: ClusterContext, fenced: ReadonlySet<stri
  * change on the first value PostgreSQL would not accept.
  */
 export async function checkPlanned(ctx: ClusterContext, plans: readonly PlannedRole[]): Promise<void> {
-  for (const { node, role } of plans) await ctx.control(node).checkConfig(role);
+  if (!ctx.cfg.dcs) {
+    for (const { node, role } of plans) await ctx.control(node).checkConfig(role);
+    return;
+  }
+  // on separate hosts, all at once; the first refusal (in the plan's order) is the one said
+  const results = await Promise.allSettled(plans.map(({ node, role }) => ctx.control(node).checkConfig(role)));
+  const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (refused) throw refused.reason;
 }
 
 /** On `node`'s host: PostgreSQL reads the files `role` would give it, when their settings differ from the current ones. */

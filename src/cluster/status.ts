@@ -114,7 +114,10 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     const n = ctx.cfg.nodes.find((x) => x.host === h.name);
     if (n && h.reachable) byHost[h.name] = `${n.service}:${ctx.cfg.endpoint.port}`;
   }
-  const endpoints = multi ? (Object.keys(byHost).length > 0 ? { rw: Object.values(byHost)[0], rw_by_host: byHost } : {}) : dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {};
+  // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
+  const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
+  const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
+  const endpoints = multi ? (rw ? { rw, rw_by_host: byHost } : {}) : dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {};
   return {
     version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,

@@ -5,6 +5,9 @@ import { DEFAULT_GROUP, groupOf, type ClusterState, type EventRecord, type State
 
 const KEEP_EVENTS = 2000;
 
+/** A lease id etcd never hands out: a guard with it lets no write through. */
+export const NO_LEASE = '-1';
+
 /**
  * The state store in etcd. Every write is a transaction that compares the
  * state key's mod_revision with the one this store last read or wrote (or
@@ -29,7 +32,10 @@ export class EtcdStateStore implements StateStore {
     this.keys = clusterKeys(cluster);
   }
 
-  /** From now on every write also requires `lease` to hold the controller key (null: no such requirement). */
+  /**
+   * From now on every write also requires `lease` to hold the controller key
+   * (NO_LEASE: no write can pass; null: no such requirement, for the CLI).
+   */
   setGuard(lease: string | null): void {
     this.guard = lease === null ? null : { key: this.keys.controller, target: 'Lease', lease };
   }

@@ -9,12 +9,16 @@
  *   paused                       present while `down` (or an operator) holds the controllers still
  *   agents/<host>                each running agent (its session lease)
  *   events/<ms>-<host>-<n>       the event log, one sentence per key
+ *   locks/<kind>                 the cluster and repository locks (held under the holder's lease)
  *   groups/<g>/state             the group's ClusterState (primary, timeline, fenced, pending step)
  *   groups/<g>/primary           the node holding the group's primary lease
  *   groups/<g>/members/<node>    the node's last observation by its own agent
+ *   groups/<g>/monitor           what the controller's monitor remembers while a failure is under way
  */
 export interface GroupKeys {
+  readonly prefix: string;
   readonly state: string;
+  readonly monitor: string;
   readonly primary: string;
   readonly members: string;
   member(node: string): string;
@@ -42,7 +46,9 @@ export function clusterKeys(cluster: string): ClusterKeys {
     agent: (host) => `${root}agents/${host}`,
     events: `${root}events/`,
     group: (g) => ({
+      prefix: `${root}groups/${g}/`,
       state: `${root}groups/${g}/state`,
+      monitor: `${root}groups/${g}/monitor`,
       primary: `${root}groups/${g}/primary`,
       members: `${root}groups/${g}/members/`,
       member: (node) => `${root}groups/${g}/members/${node}`,

@@ -58,6 +58,23 @@ export class LeasedKey {
     return true;
   }
 
+  /**
+   * Takes over a lease this holder had before it restarted (an agent's
+   * restart keeps its primary lease): held again when `lease` still holds
+   * the key and etcd renews it.
+   */
+  async adopt(lease: string): Promise<boolean> {
+    if (this.held) return this.lease === lease && this.renew();
+    const kv = await this.client.get(this.key);
+    if (!kv || kv.lease !== lease) return false;
+    const sent = Date.now();
+    if ((await this.client.keepAlive(lease)) <= 0) return false;
+    this.lease = lease;
+    this.sentAt = sent;
+    this.held = true;
+    return true;
+  }
+
   /** Extends the lease; false (and no longer held) when etcd says it expired. Throws `dcs.unavailable` when etcd cannot answer. */
   async renew(): Promise<boolean> {
     if (!this.held || this.lease === null) return false;

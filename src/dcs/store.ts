@@ -15,6 +15,8 @@ export interface PendingStep {
   readonly to: string;
   readonly reason: string;
   readonly at: string;
+  /** The target was elected (not named by the operator): it is confirmed, or replaced, on the positions seen once the old primary is fenced. */
+  readonly elected?: boolean;
 }
 
 /** One group's state: which node is primary now (it changes on failover), the timeline, fenced nodes, a step in progress. */

@@ -2,7 +2,9 @@ import { PgmError } from '../errors.js';
 import { findNode, type ClusterContext } from '../cluster/context.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { nextState, type ClusterState } from '../cluster/state.js';
-import { tcpAnswers } from './probe.js';
+import { confirmCandidate } from './election.js';
+import { haPolicy } from './policy-config.js';
+import { observe, tcpAnswers } from './probe.js';
 import { ensureSlots, repoint } from './promote.js';
 
 /** What the daemon plugs in so a promotion moves the stable endpoint (and VIP) too. */
@@ -18,6 +20,8 @@ export interface PromotionRequest {
   readonly from: string;
   readonly to: string;
   readonly reason: string;
+  /** `to` was elected (see PendingStep.elected). */
+  readonly elected?: boolean;
 }
 
 async function state(ctx: ClusterContext): Promise<ClusterState> {
@@ -35,27 +39,26 @@ async function state(ctx: ClusterContext): Promise<ClusterState> {
  */
 export async function failover(ctx: ClusterContext, secrets: Secrets, req: PromotionRequest, hooks: PrimaryHooks, log: (line: string) => void): Promise<string> {
   const from = findNode(ctx.cfg, req.from);
-  const to = findNode(ctx.cfg, req.to);
   const started = Date.now();
 
   // 0. remember what we are doing
   const st0 = await state(ctx);
   await ctx.store.write(nextState(st0, { pending: { ...req, at: new Date().toISOString() }, fenced: [...new Set([...st0.fenced, from.name])] }));
 
-  // 1. fence the old primary: no client may reach it, and stop it where we can
+  // 1. fence the old primary: no client may reach it, and stop it where we can;
+  //    multi-host: nobody is promoted while its lease holds — its agent releases
+  //    it once fenced, or it expires after the agent (or its guard) fenced it
   await hooks.setPrimary(null, `${req.kind}: fencing ${from.name}`);
-  const old = ctx.control(from);
-  if (old.kind === 'local' && !(await tcpAnswers(from.admin, from.port))) {
-    // the lab rehearses a host cut off from the network: its processes are out of reach too
-    log(`${from.name} cannot be reached: fenced out of the endpoint now, stopped when it can be reached again`);
+  const fencing = fenceOld(ctx, req, log);
+  if (ctx.cfg.dcs) {
+    await Promise.race([fencing, waitLeaseReleased(ctx, from.name, log)]);
+    await waitLeaseReleased(ctx, from.name, log);
   } else {
-    const how = req.kind === 'switchover' ? old.stop('fast', 30) : old.fence(req.reason);
-    await how.catch((err: Error) => log(`${from.name} could not be stopped (${err.message.replace(/\.$/, '')}); it stays fenced and is stopped when it can be reached again`));
+    await fencing;
   }
 
-  // 1b. nobody is promoted while the old primary's lease holds (multi-host): its
-  //     agent releases it once fenced, or it expires after the agent fenced itself
-  await waitLeaseReleased(ctx, from.name, log);
+  // 1b. an elected target is confirmed on the positions as they are now that the old primary is stopped
+  const to = findNode(ctx.cfg, req.elected ? await confirmTarget(ctx, secrets, req, log) : req.to);
 
   // 2. promote the candidate
   const timeline = await ctx.control(to).promote();
@@ -69,6 +72,44 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   for (const n of ctx.cfg.nodes) if (n.name !== to.name && n.name !== from.name) await repoint(ctx, n, to);
 
   return `${req.kind === 'failover' ? 'promoted' : 'switched over to'} ${to.name} (timeline ${timeline}) in ${((Date.now() - started) / 1000).toFixed(1)} s: ${req.reason}; ${from.name} is fenced until it rejoins`;
+}
+
+/** Stops the old primary where it can be reached (a switchover cleanly, a failover at once); never throws. */
+async function fenceOld(ctx: ClusterContext, req: PromotionRequest, log: (line: string) => void): Promise<void> {
+  const from = findNode(ctx.cfg, req.from);
+  const old = ctx.control(from);
+  if (old.kind === 'local' && !(await tcpAnswers(from.admin, from.port))) {
+    // the lab rehearses a host cut off from the network: its processes are out of reach too
+    log(`${from.name} cannot be reached: fenced out of the endpoint now, stopped when it can be reached again`);
+    return;
+  }
+  const how = req.kind === 'switchover' ? old.stop('fast', 30) : old.fence(req.reason);
+  await how.then(
+    () => undefined,
+    (err: Error) => log(`${from.name} could not be stopped (${err.message.replace(/\.$/, '')}); it stays fenced and is stopped when it can be reached again`),
+  );
+}
+
+/**
+ * The elected target, checked again on the replicas' positions now that the
+ * old primary is stopped (election.ts, confirmCandidate). In synchronous
+ * mode, with too few replicas answering, nobody is promoted: the step stays
+ * pending, the old primary fenced, and the next cycle tries again.
+ */
+async function confirmTarget(ctx: ClusterContext, secrets: Secrets, req: PromotionRequest, log: (line: string) => void): Promise<string> {
+  const st = await state(ctx);
+  const nodes = await Promise.all(ctx.cfg.nodes.filter((n) => n.name !== req.from).map((n) => observe(ctx, n, secrets, st.fenced.includes(n.name))));
+  const c = confirmCandidate(nodes, haPolicy(ctx), req.from, req.to);
+  if (c.to === null) {
+    throw new PgmError('cluster.unhealthy', `the ${req.kind} from ${req.from} waits: ${c.sentence}.`, {
+      hint: `${req.from} stays fenced; the controller promotes a replica as soon as that is safe (bring the replicas back).`,
+    });
+  }
+  if (c.to !== req.to) {
+    log(c.sentence!);
+    await ctx.store.write(nextState(st, { pending: { ...st.pending!, to: c.to } }));
+  }
+  return c.to;
 }
 
 async function waitLeaseReleased(ctx: ClusterContext, node: string, log: (line: string) => void): Promise<void> {
@@ -93,5 +134,5 @@ export async function resumePending(ctx: ClusterContext, secrets: Secrets, hooks
   const p = (await ctx.store.read())?.pending;
   if (!p) return null;
   log(`resuming the ${p.kind} from ${p.from} to ${p.to} that was in progress since ${p.at}`);
-  return failover(ctx, secrets, { kind: p.kind, from: p.from, to: p.to, reason: `${p.reason} (resumed after a daemon restart)` }, hooks, log);
+  return failover(ctx, secrets, { kind: p.kind, from: p.from, to: p.to, elected: p.elected, reason: p.reason.endsWith(' (resumed)') ? p.reason : `${p.reason} (resumed)` }, hooks, log);
 }

@@ -2,7 +2,8 @@ import { PgmError } from '../errors.js';
 import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { nextState } from '../cluster/state.js';
 import { failover, resumePending, type PrimaryHooks } from './failover.js';
-import { DEFAULT_HA_POLICY, EMPTY_MEMORY, type HaPolicy, type Memory, type Snapshot } from './observations.js';
+import { EMPTY_MEMORY, type Memory, type Snapshot } from './observations.js';
+import { haPolicy } from './policy-config.js';
 import { decide, type Action as Decided } from './policy.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { observe } from './probe.js';
@@ -10,19 +11,14 @@ import { rejoin } from './rejoin.js';
 
 type Action = Exclude<Decided, { kind: 'none' } | { kind: 'wait' }>;
 
-export function haPolicy(ctx: ClusterContext): HaPolicy {
-  const ha = ctx.cfg.ha;
-  return {
-    ...DEFAULT_HA_POLICY,
-    failoverTimeoutMs: ha.failoverTimeoutMs,
-    restartFirst: ha.restartFirst,
-    maximumLagOnFailoverBytes: ha.maximumLagOnFailover,
-    synchronous: ha.quorum === null ? null : { quorum: ha.quorum },
-  };
+
+export interface SnapshotOptions {
+  /** Multi-host: what this process's own agent heard from a primary's agent cut off from etcd (the other agents say it in their inspection). */
+  readonly failsafeSeen?: () => { from: string; ageMs: number } | null;
 }
 
 /** Takes one immutable snapshot of the cluster (with the leases, in multi-host mode). */
-export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
+export async function snapshot(ctx: ClusterContext, opts: SnapshotOptions = {}): Promise<Snapshot> {
   const secrets = requireSecrets(ctx);
   const fenced = new Set((await ctx.store.read(ctx.group))?.fenced ?? []);
   const primary = await currentPrimaryName(ctx);
@@ -30,7 +26,8 @@ export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
   const nodes = await Promise.all(ctx.cfg.nodes.map((n, i) => observe(ctx, n, secrets, fenced.has(n.name), inspections[i])));
   const base = { at: Date.now(), primary, policy: haPolicy(ctx), nodes };
   if (!ctx.cfg.dcs) return base;
-  const pings = inspections.flatMap((x) => (x.failsafe && x.failsafe.from === primary ? [x.failsafe.ageMs] : []));
+  const heard = [...inspections.map((x) => x.failsafe ?? null), opts.failsafeSeen?.() ?? null];
+  const pings = heard.flatMap((x) => (x && x.from === primary ? [x.ageMs] : []));
   return {
     ...base,
     leases: { primaryHolder: await ctx.store.primaryHolder(ctx.group), ttlMs: ctx.cfg.dcs.etcd.ttlMs, failsafeAgeMs: pings.length > 0 ? Math.min(...pings) : null },
@@ -43,7 +40,7 @@ export async function snapshot(ctx: ClusterContext): Promise<Snapshot> {
  * never acts in the middle of one.
  */
 export class Monitor {
-  private memory: Memory = EMPTY_MEMORY;
+  private memory_: Memory = EMPTY_MEMORY;
   private lastSentence = '';
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -53,7 +50,20 @@ export class Monitor {
     private readonly event: (sentence: string) => void,
     /** Multi-host: whether this agent still holds the controller lease with time to spare; checked before every action. */
     private readonly mayAct: () => boolean = () => true,
+    private readonly opts: SnapshotOptions = {},
   ) {}
+
+  /** What the monitor remembers of previous cycles (for a controller that takes over). */
+  get memory(): Memory {
+    return this.memory_;
+  }
+
+  /** Continues from another monitor's memory (a controller taking over); ignored when it is about another primary. */
+  adopt(m: Memory, primary: string): boolean {
+    if (m.primary !== primary) return false;
+    this.memory_ = m;
+    return true;
+  }
 
   /** Runs `fn` with the monitor paused. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -68,13 +78,16 @@ export class Monitor {
       const secrets = requireSecrets(this.ctx);
       if ((await this.ctx.store.read(this.ctx.group))?.pending) {
         if (!this.mayAct()) return '';
-        const resumed = await this.locked('finish a pending promotion', () => resumePending(this.ctx, secrets, this.hooks, this.event));
+        const resumed = await this.locked('finish a pending promotion', () => resumePending(this.ctx, secrets, this.hooks, this.event)).catch((err: unknown) => {
+          this.say(`the promotion in progress cannot finish yet: ${errorText(err)}`, false);
+          return null;
+        });
         return resumed ? this.say(resumed, true) : '';
       }
-      const snap = await snapshot(this.ctx);
-      const d = decide(snap, this.memory);
+      const snap = await snapshot(this.ctx, this.opts);
+      const d = decide(snap, this.memory_);
       if (d.action.kind === 'none' || d.action.kind === 'wait') {
-        this.memory = d.memory;
+        this.memory_ = d.memory;
         this.say(d.sentence, false);
         // auto_rejoin: an old primary whose host can be reached again is rebuilt as a replica
         const back = d.action.kind === 'none' && this.ctx.cfg.ha.autoRejoin ? snap.nodes.find((n) => n.fenced && n.name !== snap.primary && n.hostReachable && n.postmasterAlive !== null) : undefined;
@@ -88,7 +101,7 @@ export class Monitor {
       // Acting changes the cluster: only while no operator's command holds it (a planned restart is never a failure).
       const action = d.action;
       const done = await this.locked(`${action.kind} (${d.sentence})`, async () => {
-        this.memory = d.memory;
+        this.memory_ = d.memory;
         return this.act(d.sentence, action, secrets);
       });
       return done ?? '';
@@ -132,9 +145,14 @@ export class Monitor {
       case 'failover': {
         this.say(sentence, true);
         const from = action.from;
-        const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: action.to, reason: action.reason }, this.hooks, this.event);
+        const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: action.to, reason: action.reason, elected: true }, this.hooks, this.event).catch((err: unknown) => {
+          // the step stays recorded, the old primary fenced: the next cycle resumes it
+          this.say(`the failover from ${from} did not finish: ${errorText(err)}`, true);
+          return null;
+        });
+        if (done === null) return sentence;
         this.say(done, true);
-        this.memory = EMPTY_MEMORY;
+        this.memory_ = EMPTY_MEMORY;
         if (this.ctx.cfg.ha.autoRejoin) {
           const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
           this.say(r, true);
@@ -151,4 +169,8 @@ export class Monitor {
     this.lastSentence = shape;
     return sentence;
   }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof PgmError ? err.message.replace(/\.$/, '') : (err as Error).message;
 }
