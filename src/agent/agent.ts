@@ -19,6 +19,7 @@ import { loadIdentity, type TlsIdentity } from './certs.js';
 import { checkConfig } from './config-check.js';
 import { Controller, type ClusterView } from './controller.js';
 import { guardFiles, takeFiring, type GuardFiles } from './guard.js';
+import { HostVip } from './host-vip.js';
 import { PrimaryLease } from './primary-lease.js';
 
 /**
@@ -67,6 +68,7 @@ class Agent {
   private readonly lease: PrimaryLease;
   private readonly controller: Controller;
   private readonly guard: GuardFiles;
+  private readonly vip: HostVip;
   private readonly nodes: readonly NodeConfig[];
   private readonly observations = new Map<string, NodeObservation>();
   /** Node verbs running now, by node: the agent leaves such a node alone. */
@@ -98,6 +100,7 @@ class Agent {
     this.nodes = cfg.nodes.filter((n) => n.host === id.host);
     this.session = new LeasedKey(this.store.client, this.store.keys.agent(id.host), this.T);
     this.guard = guardFiles(ctx.paths.stateDir, ctx.paths.logsDir, id.host);
+    this.vip = new HostVip(cfg, this.nodes, log);
     this.lease = new PrimaryLease({
       ctx,
       store: this.store,
@@ -113,6 +116,7 @@ class Agent {
       event: (s) => this.event(s),
       log,
       endpointOff: (reason) => this.endpoint?.setTarget(null, reason),
+      vip: this.vip,
     });
     this.controller = new Controller({
       ctx,
@@ -125,7 +129,7 @@ class Agent {
       event: (s) => this.event(s),
       log,
     });
-    this.store.client.onReconnect = (from, to, why) => log(`etcd: ${from} failed (${why}); now talking to ${to}`);
+    this.store.client.onReconnect = (from, to, why) => this.event(`host ${id.host}: etcd member ${from} failed (${why}); now talking to ${to}`);
   }
 
   async run(): Promise<void> {
@@ -150,6 +154,7 @@ class Agent {
       command: (verb, body) => this.controller.command(verb, body),
       fenced: (node, reason) => void this.lease.fenced(node, reason),
       around: (node, verb, fn) => this.around(node, verb, fn),
+      info: () => ({ host: this.me.name, pid: process.pid, controller: this.controller.holding, etcd: this.store.client.pinned, primaryLease: this.lease.node }),
     }, log);
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', (err: NodeJS.ErrnoException) =>
@@ -160,6 +165,7 @@ class Agent {
 
     log(`agent of host ${this.me.name} started (pid ${process.pid}) on ${this.me.agent.host}:${this.me.agent.port}; nodes ${this.nodes.map((n) => n.name).join(', ') || 'none'}`);
     await this.lease.adopt().catch((err: unknown) => log(`cannot adopt the primary lease: ${errorMessage(err)}`));
+    if (this.lease.node === null) await this.vip.release(); // a VIP left by an agent that died
 
     // 3. the endpoint of this host
     const local = this.nodes[0];
@@ -255,6 +261,8 @@ class Agent {
     const gk = k.group(this.ctx.group);
     const [stKv, holderKv, members, paused, agents] = await c.readMany([{ key: gk.state }, { key: gk.primary }, { key: gk.members, prefix: true }, { key: k.paused }, { key: k.agents, prefix: true }]);
     const st = stKv[0] ? (JSON.parse(stKv[0].value) as ClusterState) : null;
+    const holder = holderKv[0]?.value ?? null;
+    if (holder !== this.view.holder && holder !== this.lease.node) void this.vip.release(); // someone else carries it now
     this.view = { state: st, holder: holderKv[0]?.value ?? null, paused: paused.length > 0, agents: agents.map((a) => a.key.slice(k.agents.length)) };
     this.notePrimaryLsn(st, members);
     await this.publish();

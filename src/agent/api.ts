@@ -2,6 +2,7 @@ import https from 'node:https';
 import type { ClusterContext } from '../cluster/context.js';
 import { findNode } from '../cluster/context.js';
 import type { RoleSpec } from '../cluster/node-control.js';
+import type { RestoreTarget } from '../restore/plan.js';
 import { PgmError } from '../errors.js';
 import type { TlsIdentity } from './certs.js';
 import { commonName } from './certs.js';
@@ -21,8 +22,21 @@ export interface AgentHandlers {
   command(verb: string, body: Record<string, unknown>): Promise<string>;
   /** Called after a local fence: the endpoint stops forwarding, the lease is given up. */
   fenced(node: string, reason: string): void;
+  /** What the agent is doing, for status: GET /v1/info. */
+  info(): AgentInfo;
   /** Runs a verb that changes `node` (start, stop, clone…): the agent leaves the node alone meanwhile. */
   around<T>(node: string, verb: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export interface AgentInfo {
+  readonly host: string;
+  readonly pid: number;
+  /** Holds the controller lease. */
+  readonly controller: boolean;
+  /** The etcd member its requests go to now. */
+  readonly etcd: string;
+  /** The node it holds the primary lease for. */
+  readonly primaryLease: string | null;
 }
 
 /** Verbs that only look. */
@@ -34,6 +48,7 @@ const READ_ONLY = new Set(['inspect', 'preflight', 'check-config', 'checkpoint',
  *   POST /v1/node/<verb>   node control of this host's nodes ({ node, ... })
  *   POST /v1/failsafe      a primary's agent cut off from etcd says it is alive
  *   POST /v1/command/<verb> operator commands; the controller runs the HA ones
+ *   GET  /v1/info          what the agent does (controller, etcd member, primary lease)
  *   GET  /primary /replica[?lag=N] /read-only /health   Patroni-compatible checks, 200 or 503
  */
 export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: AgentHandlers, log: (s: string) => void): https.Server {
@@ -45,6 +60,7 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
       res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' });
       res.end(text);
     };
+    if (req.method === 'GET' && url.pathname === '/v1/info') return reply(200, h.info());
     if (req.method === 'GET') {
       const status = healthStatus(url.pathname, url.searchParams, h.health(url.searchParams.get('node')));
       if (status === null) return reply(404, 'unknown check\n');
@@ -117,6 +133,13 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
         const c = await control.checkpoint();
         return { state: c.state, checkpoint: c.checkpoint.toString(), redo: c.redo.toString(), timeline: c.timeline };
       }
+      case 'cold-backup':
+        return control.coldBackup();
+      case 'restore': {
+        const lines: string[] = [];
+        const sentence = await control.restoreFromRepository(targetOf(body.target), (l) => lines.push(l));
+        return { sentence, lines };
+      }
       case 'log-tail':
         return control.logTail(Number(body.lines ?? 3));
       default:
@@ -132,6 +155,23 @@ function roleOf(v: unknown): RoleSpec {
   if (r?.kind === 'primary') return { kind: 'primary' };
   if (r?.kind === 'replica' && typeof r.upstream === 'string') return { kind: 'replica', upstream: r.upstream };
   throw new PgmError('usage', `the role ${JSON.stringify(v)} is neither a primary nor a replica of a named node.`, { hint: 'run the same version of pgmaestro on every host.' });
+}
+
+/** A restore target as the wire carries it (a time as its ISO text). */
+function targetOf(v: unknown): RestoreTarget {
+  const t = (v ?? {}) as Record<string, unknown>;
+  switch (t.kind) {
+    case 'latest':
+      return { kind: 'latest' };
+    case 'time':
+      return { kind: 'time', time: new Date(String(t.time)) };
+    case 'lsn':
+    case 'xid':
+    case 'name':
+      return { kind: t.kind, [t.kind]: String(t[t.kind]) } as RestoreTarget;
+    default:
+      throw new PgmError('usage', `the restore target ${JSON.stringify(v)} is not one pgmaestro knows.`, { hint: 'run the same version of pgmaestro on every host.' });
+  }
 }
 
 /** The host a request came from: its certificate's common name. */

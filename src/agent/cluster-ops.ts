@@ -7,6 +7,7 @@ import type { EtcdStateStore } from '../dcs/etcd.js';
 import { PgmError } from '../errors.js';
 import { ensureCerts, loadIdentity } from './certs.js';
 import { agentCall, agentVerb } from './http.js';
+import type { AgentInfo } from './api.js';
 import { agentProcesses, etcdProcesses, guardProcesses, startAgents, startEtcd, stopAll } from './lab-processes.js';
 import { withLocks } from '../cluster/lock.js';
 
@@ -90,6 +91,8 @@ export interface HostStatus {
   readonly name: string;
   readonly agent: string;
   readonly reachable: boolean;
+  /** The etcd member the agent talks to now (when it answers). */
+  readonly etcd?: string;
   readonly netns?: string;
 }
 
@@ -111,9 +114,9 @@ export async function multiHostStatus(ctx: ClusterContext): Promise<{ hosts: Hos
   }
   const hosts = await Promise.all(
     ctx.cfg.hosts.map(async (h): Promise<HostStatus> => {
-      const reachable = id ? await agentCall(id, h, 'GET', '/health', undefined, 1500).then(() => true, () => false) : false;
+      const info = id ? await agentCall(id, h, 'GET', '/v1/info', undefined, 1500).then((r) => r.body as AgentInfo, () => null) : null;
       const netns = ctx.lab?.hosts.find((x) => x.name === h.name)?.netns;
-      return { name: h.name, agent: `${h.agent.host}:${h.agent.port}`, reachable, ...(netns ? { netns } : {}) };
+      return { name: h.name, agent: `${h.agent.host}:${h.agent.port}`, reachable: info !== null, ...(info?.etcd ? { etcd: info.etcd } : {}), ...(netns ? { netns } : {}) };
     }),
   );
   let controller: string | null = null;

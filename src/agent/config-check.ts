@@ -31,7 +31,9 @@ export async function checkConfig(store: EtcdStateStore, cfg: ClusterConfig, hos
       continue;
     }
     const d = firstDifference(JSON.parse(mine), theirs.config, []) ?? { path: [], here: '?', there: '?' };
-    throw new PgmError('dcs.config_mismatch', `the configuration of host ${host} (${cfg.file}) differs from the one the running agents use (recorded by host ${theirs.host}): first at ${formatPath(d.path)}, here ${d.here}, there ${d.there}.`, {
+    // the record holds { config, overrides }: a key of the shared file reads as written there, an override with its node's file
+    const where = d.path[0] === 'config' ? formatPath(d.path.slice(1)) : `the override file of node ${String(d.path[1])}${d.path.length > 2 ? `, ${formatPath(d.path.slice(2))}` : ''}`;
+    throw new PgmError('dcs.config_mismatch', `the configuration of host ${host} (${cfg.file}) differs from the one the running agents use (recorded by host ${theirs.host}): first at ${where}, here ${d.here}, there ${d.there}.`, {
       hint: 'deploy the same pgmaestro.yaml and override files on every host; to change it, stop every agent, deploy, then start them.',
     });
   }

@@ -52,6 +52,11 @@ export class Controller {
   private readonly key: LeasedKey;
   private cycling = false;
   private savedMemory = false;
+  /** What this controller last said about the agents and the etcd members (null: not looked yet). */
+  private agentsSeen: ReadonlySet<string> | null = null;
+  private membersDown: ReadonlySet<string> | null = null;
+  private membersCheckedAt = 0;
+  private lastView: ClusterView | null = null;
   /** Why to give up the lease once the cycle under way ends (null: keep it). */
   private handOver: { readonly primary: string; readonly why: string } | null = null;
 
@@ -72,6 +77,7 @@ export class Controller {
 
   /** One round of the campaign: renew, take, hand over or give up the controller lease. */
   async campaign(v: ClusterView): Promise<void> {
+    this.lastView = v;
     if (v.paused) {
       if (this.key.holding) await this.resign('the cluster is paused (pgmaestro down)');
       return;
@@ -94,6 +100,8 @@ export class Controller {
     if (onPrimaryHost && elsewhere.length > 0) return; // leave it to a host that survives the primary's
     if (await this.key.acquire(this.d.me.name)) {
       this.d.store.setGuard(this.key.leaseId);
+      this.agentsSeen = null;
+      this.membersDown = null;
       const took = await this.takeOverMemory(v.state);
       this.d.event(`host ${this.d.me.name} is the controller${took ? ` (continuing the previous controller's observations: ${took})` : ''}`);
     }
@@ -113,6 +121,7 @@ export class Controller {
     try {
       await this.monitor.cycle();
       await this.saveMemory();
+      await this.watchPeers();
     } finally {
       this.cycling = false;
     }
@@ -120,6 +129,38 @@ export class Controller {
     this.handOver = null;
     const st = h ? await this.d.store.read(this.d.ctx.group) : null;
     if (h && st && !st.pending && st.primary === h.primary) await this.resign(h.why);
+  }
+
+  /**
+   * Says when a host's agent stops or starts holding its session in etcd,
+   * and when an etcd member stops or starts answering (checked every few
+   * cycles): faults that decide nothing yet, but that an operator reading the
+   * event log must see.
+   */
+  private async watchPeers(): Promise<void> {
+    const v = this.lastView;
+    if (v) {
+      const now = new Set(v.agents);
+      if (this.agentsSeen) {
+        for (const h of this.d.ctx.cfg.hosts.map((x) => x.name)) {
+          if (this.agentsSeen.has(h) && !now.has(h)) this.d.event(`the agent of host ${h} is gone: its session in etcd expired (dead, stopped, or cut off from etcd)`);
+          if (!this.agentsSeen.has(h) && now.has(h)) this.d.event(`the agent of host ${h} runs again`);
+        }
+      }
+      this.agentsSeen = now;
+    }
+    if (Date.now() - this.membersCheckedAt < 5 * this.d.ctx.cfg.ha.loopWaitMs) return;
+    this.membersCheckedAt = Date.now();
+    const health = await this.d.store.client.endpointHealth();
+    const down = new Set(health.filter((h) => !h.healthy).map((h) => h.endpoint));
+    const count = `${health.length - down.size} of ${health.length} answer`;
+    if (this.membersDown) {
+      for (const h of health) {
+        if (down.has(h.endpoint) && !this.membersDown.has(h.endpoint)) this.d.event(`etcd member ${h.endpoint} does not answer (${count})`);
+        if (!down.has(h.endpoint) && this.membersDown.has(h.endpoint)) this.d.event(`etcd member ${h.endpoint} answers again (${count})`);
+      }
+    }
+    this.membersDown = down;
   }
 
   private async saveMemory(): Promise<void> {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fencePostmaster, processAlive } from '../postgres/fence.js';
 import { postmasterPid } from '../postgres/control.js';
+import { removeVip } from '../ha/vip.js';
 
 /**
  * The guard: a watchdog for the primary, one small process per host, apart
@@ -32,6 +33,8 @@ export interface GuardArming {
   /** Monotonic milliseconds (see monoNow) after which the node must not accept writes. */
   readonly deadline: number;
   readonly agentPid: number;
+  /** The cluster's VIP on this host, removed with the fence. */
+  readonly vip: { readonly address: string; readonly iface: string } | null;
 }
 
 export interface GuardFiring {
@@ -125,6 +128,7 @@ export async function runGuard(files: GuardFiles, agentPid: number, tickMs = 100
       const a = arming!;
       const pid = postmasterPid(a.dataDir);
       const result = pid === null ? 'not running' : await fencePostmaster(a.dataDir);
+      if (a.vip) log(await removeVip(a.vip).catch((err: Error) => `VIP: ${err.message}`));
       const firing: GuardFiring = { node: a.node, at: new Date().toISOString(), lateMs: now - a.deadline, result };
       if (result === 'fenced') fs.writeFileSync(files.fired, JSON.stringify(firing) + '\n', { mode: 0o600 });
       // disarm only what was fired: a new arming written meanwhile stays

@@ -8,6 +8,7 @@ import type { ClusterState } from '../dcs/store.js';
 import type { NodeObservation } from '../ha/observations.js';
 import type { TlsIdentity } from './certs.js';
 import { armGuard, ensureGuard, monoNow, type GuardFiles } from './guard.js';
+import type { HostVip } from './host-vip.js';
 import { agentVerb } from './http.js';
 
 export interface PrimaryLeaseDeps {
@@ -29,6 +30,8 @@ export interface PrimaryLeaseDeps {
   log(line: string): void;
   /** Stops the endpoint of this host from forwarding to the local primary. */
   endpointOff(reason: string): void;
+  /** The cluster's VIP on this host: carried exactly while the lease is. */
+  readonly vip: HostVip;
 }
 
 /** What the primary must keep true: `node` refuses writes from `until` (ms, Date.now terms) on, unless a renewal moves it. */
@@ -182,15 +185,17 @@ export class PrimaryLease {
     const fenceAt = until - this.d.marginMs;
     this.timer = setTimeout(() => void this.onDeadline(), Math.max(0, fenceAt - Date.now()));
     const n = this.d.nodes.find((x) => x.name === node)!;
+    if (this.key.holding) void this.d.vip.hold(node);
     try {
       ensureGuard(this.d.guard, [...this.d.guardArgv, '--agent-pid', String(process.pid)]);
-      armGuard(this.d.guard, { node, dataDir: n.dataDir, deadline: monoNow() + (until - this.d.marginMs / 2 - Date.now()), agentPid: process.pid });
+      armGuard(this.d.guard, { node, dataDir: n.dataDir, deadline: monoNow() + (until - this.d.marginMs / 2 - Date.now()), agentPid: process.pid, vip: this.d.vip.spec(node) });
     } catch (err) {
       this.d.log(`guard: cannot arm it (${(err as Error).message}); the agent's own timer still fences ${node}`);
     }
   }
 
   private disarm(): void {
+    void this.d.vip.release();
     this.armed = null;
     this.failsafeUntil = 0;
     if (this.timer) clearTimeout(this.timer);

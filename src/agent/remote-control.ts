@@ -3,6 +3,8 @@ import type { DataDirState } from '../cluster/datadir.js';
 import type { NodeControl, NodeInspection, RoleSpec } from '../cluster/node-control.js';
 import type { ControlCheckpoint } from '../postgres/control.js';
 import type { NodeChange } from '../cluster/reload.js';
+import type { BackupInfo } from '../backup/types.js';
+import type { RestoreTarget } from '../restore/plan.js';
 import type { TlsIdentity } from './certs.js';
 import { agentVerb } from './http.js';
 
@@ -66,6 +68,14 @@ export class RemoteNodeControl implements NodeControl {
   }
   rebuild(upstream: string): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }> {
     return this.verb('rebuild', { upstream }, LONG_MS);
+  }
+  coldBackup(): Promise<BackupInfo> {
+    return this.verb('cold-backup', {}, LONG_MS);
+  }
+  async restoreFromRepository(target: RestoreTarget, log: (line: string) => void): Promise<string> {
+    const r = await this.verb<{ sentence: string; lines: string[] }>('restore', { target }, LONG_MS);
+    for (const l of r.lines) log(l);
+    return r.sentence;
   }
   async checkpoint(): Promise<ControlCheckpoint> {
     const c = await this.verb<{ state: number; checkpoint: string; redo: string; timeline: number }>('checkpoint', {}, SHORT_MS);

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { lockManager, openCluster, requireSecrets } from '../cluster/context.js';
+import { closeClusters, lockManager, openCluster, requireSecrets } from '../cluster/context.js';
 import { reloadCluster } from '../cluster/reload.js';
 import { PGMAESTRO_VERSION } from '../version.js';
 import { parseWait, withLocks } from '../cluster/lock.js';
@@ -199,6 +199,7 @@ process.on('unhandledRejection', fail);
 
 try {
   await program.parseAsync(process.argv);
+  await closeClusters();
 } catch (err) {
   fail(err);
 }

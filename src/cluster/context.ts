@@ -69,6 +69,7 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
     locks = multi.etcdLocks(cfg, etcd, here);
     remote = multi.remoteControls(cfg, here);
   }
+  opened.add(store);
   const ctx: ClusterContext = {
     cfg,
     bins,
@@ -86,6 +87,14 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
     },
   };
   return ctx;
+}
+
+const opened = new Set<StateStore>();
+
+/** Closes every state store this process opened (a command's end: an etcd connection would keep it alive). */
+export async function closeClusters(): Promise<void> {
+  for (const s of opened) await s.close().catch(() => undefined);
+  opened.clear();
 }
 
 /**

@@ -17,6 +17,9 @@ import { inspectDataDir, moveIntoPlace, readMarker, writeMarker, type DataDirSta
 import { nodeUser } from './lab.js';
 import { serverLogTail } from './lifecycle.js';
 import type { NodeControl, NodeInspection, RoleSpec } from './node-control.js';
+import { Repository } from '../backup/repository.js';
+import type { BackupInfo } from '../backup/types.js';
+import type { RestoreTarget } from '../restore/plan.js';
 import { partialDir } from './paths.js';
 import { assertPortFree } from './ports.js';
 import { ensureSecrets } from './secrets.js';
@@ -142,6 +145,16 @@ export class LocalNodeControl implements NodeControl {
     const kept = keepOutput(ctx.paths.logsDir, 'pg_rewind', r.stderr + r.stdout);
     log.push(`pg_rewind could not rewind ${node.dataDir} (${firstCause(r.stderr + r.stdout)}${kept ? `; full output in ${kept}` : ''}); cloning afresh instead`);
     return false;
+  }
+
+  async coldBackup(): Promise<BackupInfo> {
+    const { coldBackup } = await import('../backup/cold.js');
+    return coldBackup(this.ctx, Repository.open(this.ctx, 'write'), this.node.name, { quiet: this.ctx.host !== null });
+  }
+
+  async restoreFromRepository(target: RestoreTarget, log: (line: string) => void): Promise<string> {
+    const { restoreNode } = await import('../restore/restore-node.js');
+    return restoreNode(this.ctx, Repository.open(this.ctx, 'write'), this.node.name, target, log);
   }
 
   async checkpoint(): Promise<ControlCheckpoint> {

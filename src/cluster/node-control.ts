@@ -3,6 +3,8 @@ import type { ControlCheckpoint } from '../postgres/control.js';
 import type { NodeRole } from './configure.js';
 import type { DataDirState } from './datadir.js';
 import type { NodeChange } from './reload.js';
+import type { BackupInfo } from '../backup/types.js';
+import type { RestoreTarget } from '../restore/plan.js';
 
 /**
  * Control of one node's PostgreSQL: everything that must happen on the
@@ -48,6 +50,10 @@ export interface NodeControl {
   clone(upstream: string): Promise<{ bytes: number; ms: number }>;
   /** Rebuilds a stopped node as a replica of `upstream`: pg_rewind where possible, else a fresh clone with the old data kept aside. */
   rebuild(upstream: string): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }>;
+  /** `backup cold`: stop cleanly, copy the data directory into the repository, start again — on the node's host, where the repository must be reachable too. */
+  coldBackup(): Promise<BackupInfo>;
+  /** `restore --node`: rebuild the node from the repository, on its host; the progress lines go to `log`. */
+  restoreFromRepository(target: RestoreTarget, log: (line: string) => void): Promise<string>;
   /** The latest checkpoint in pg_control (after a clean stop: the shutdown checkpoint). */
   checkpoint(): Promise<ControlCheckpoint>;
   /** The last lines of the node's server log, to explain a failure ('' when none). */

@@ -91,6 +91,7 @@ export class EtcdClient {
     const n = this.conns.length;
     const deadline = Date.now() + this.budgetMs;
     const failures: string[] = [];
+    let firstWhy: string | undefined;
     let lastErr: unknown = null;
     for (let i = 0; i < n; i++) {
       const idx = (this.current + i) % n;
@@ -103,13 +104,14 @@ export class EtcdClient {
         if (idx !== this.current) {
           const from = this.cfg.endpoints[this.current];
           this.current = idx;
-          this.onReconnect?.(from, this.cfg.endpoints[idx], failures[0] ?? 'it failed');
+          this.onReconnect?.(from, this.cfg.endpoints[idx], firstWhy ?? 'it failed');
         }
         return r;
       } catch (err) {
         if (err instanceof PgmError) throw err;
         if (!retriable(err)) throw this.failure(what, err);
         lastErr = err;
+        firstWhy ??= oneLine(err);
         failures.push(`${this.cfg.endpoints[idx]}: ${oneLine(err)}`);
       }
     }
@@ -189,6 +191,16 @@ export class EtcdClient {
     await this.call('a lease revocation', (c) => c.leaseClient.leaseRevoke({ ID: lease })).catch((err: PgmError) => {
       if (!/not found/i.test(String(err.cause ?? ''))) throw err;
     });
+  }
+
+  /** Whether each configured endpoint answers a status request on its own, within the budget. Never throws. */
+  async endpointHealth(): Promise<{ endpoint: string; healthy: boolean }[]> {
+    return Promise.all(
+      this.conns.map(async (c, i) => ({
+        endpoint: this.cfg.endpoints[i],
+        healthy: await withTimeout(c.maintenance.status(), this.budgetMs).then(() => true, () => false),
+      })),
+    );
   }
 
   /** Each member's name, client URLs and whether it answers a status request. */

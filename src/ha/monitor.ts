@@ -8,6 +8,7 @@ import { decide, type Action as Decided } from './policy.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { observe } from './probe.js';
 import { rejoin } from './rejoin.js';
+import { repoint } from './promote.js';
 
 type Action = Exclude<Decided, { kind: 'none' } | { kind: 'wait' }>;
 
@@ -43,6 +44,9 @@ export class Monitor {
   private memory_: Memory = EMPTY_MEMORY;
   private lastSentence = '';
   private queue: Promise<unknown> = Promise.resolve();
+  /** Replicas seen not streaming from the primary: since when, and when they were re-pointed. */
+  private readonly adrift = new Map<string, { since: number; pointedAt: number | null }>();
+  private readonly rejoinTried = new Map<string, number>();
 
   constructor(
     private readonly ctx: ClusterContext,
@@ -89,11 +93,11 @@ export class Monitor {
       if (d.action.kind === 'none' || d.action.kind === 'wait') {
         this.memory_ = d.memory;
         this.say(d.sentence, false);
-        // auto_rejoin: an old primary whose host can be reached again is rebuilt as a replica
-        const back = d.action.kind === 'none' && this.ctx.cfg.ha.autoRejoin ? snap.nodes.find((n) => n.fenced && n.name !== snap.primary && n.hostReachable && n.postmasterAlive !== null) : undefined;
-        if (back && this.mayAct()) {
-          const r = await this.locked(`rejoin ${back.name}`, () => rejoin(this.ctx, secrets, back.name, this.event)).catch((err: unknown) => `automatic rejoin of ${back.name} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
-          if (r) this.say(r, true);
+        if (d.action.kind === 'none' && this.mayAct()) {
+          // auto_rejoin: an old primary whose host can be reached again is rebuilt as a replica
+          const back = this.ctx.cfg.ha.autoRejoin ? snap.nodes.find((n) => n.fenced && n.name !== snap.primary && n.hostReachable && n.postmasterAlive !== null && this.mayRetry(n.name, snap.at)) : undefined;
+          if (back) await this.autoRejoin(back.name, 'it was fenced by a failover and its host answers again', secrets);
+          else await this.followPrimary(snap, secrets);
         }
         return d.sentence;
       }
@@ -106,6 +110,47 @@ export class Monitor {
       });
       return done ?? '';
     });
+  }
+
+  /**
+   * Replicas follow the primary: one that answers but has not streamed from
+   * the primary for failover_timeout (its host was cut off during a
+   * failover, so nobody could re-point it) is pointed at the primary; one
+   * that still does not stream three failover_timeouts later (it has WAL
+   * the new timeline lacks) is rebuilt, with auto_rejoin.
+   */
+  private async followPrimary(snap: Snapshot, secrets: Secrets): Promise<void> {
+    const T = this.ctx.cfg.ha.failoverTimeoutMs;
+    for (const n of snap.nodes) {
+      const streams = n.upstreamStreaming === true && (n.upstream === null || n.upstream === snap.primary);
+      if (n.name === snap.primary || n.fenced || !n.sqlOk || n.inRecovery !== true || streams) {
+        this.adrift.delete(n.name);
+        continue;
+      }
+      const a = this.adrift.get(n.name) ?? { since: snap.at, pointedAt: null };
+      this.adrift.set(n.name, a);
+      if (a.pointedAt === null && snap.at - a.since >= T) {
+        a.pointedAt = snap.at;
+        const node = findNode(this.ctx.cfg, n.name);
+        const changed = await this.locked(`re-point ${n.name}`, () => repoint(this.ctx, node, findNode(this.ctx.cfg, snap.primary)));
+        if (changed !== null) this.say(`${n.name} had not streamed from ${snap.primary} for ${((snap.at - a.since) / 1000).toFixed(1)} s${n.upstream ? ` (it follows ${n.upstream})` : ''}: pointed it at ${snap.primary}${changed ? '' : ' (it already was)'}`, true);
+      } else if (a.pointedAt !== null && snap.at - a.pointedAt >= 3 * T && this.ctx.cfg.ha.autoRejoin && this.mayRetry(n.name, snap.at)) {
+        this.adrift.delete(n.name);
+        await this.autoRejoin(n.name, `it still does not stream from ${snap.primary} ${((snap.at - a.pointedAt) / 1000).toFixed(1)} s after being pointed at it`, secrets);
+      }
+    }
+  }
+
+  private async autoRejoin(name: string, why: string, secrets: Secrets): Promise<void> {
+    this.rejoinTried.set(name, Date.now());
+    const r = await this.locked(`rejoin ${name}`, () => rejoin(this.ctx, secrets, name, this.event)).catch((err: unknown) => `automatic rejoin of ${name} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+    if (r) this.say(`${r} (automatic: ${why})`, true);
+  }
+
+  /** An automatic rejoin of `name` is tried at most once every five failover_timeouts. */
+  private mayRetry(name: string, at: number): boolean {
+    const t = this.rejoinTried.get(name);
+    return t === undefined || at - t >= 5 * this.ctx.cfg.ha.failoverTimeoutMs;
   }
 
   /** Runs `fn` holding the cluster lock; when another command holds it, logs that the step waits and returns null. */

@@ -26,10 +26,12 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   const { how, log: lines } = await control.rebuild(primary.name);
   for (const l of lines) log(l);
 
-  // 3. start it as a replica of the primary and wait until it streams
+  // 3. it is a replica now: unfenced before it streams, so that from its first
+  //    acknowledgement of a synchronous commit the election counts it; then
+  //    start it and wait until it streams
   await control.configure({ kind: 'replica', upstream: primary.name });
+  await ctx.store.update(ctx.group, (st) => (st && st.fenced.includes(node.name) ? nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }) : null));
   await control.start();
   await waitHealthy(ctx, primary, [node], secrets, 120_000);
-  await ctx.store.update(ctx.group, (st) => (st && st.fenced.includes(node.name) ? nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }) : null));
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;
 }

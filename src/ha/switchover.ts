@@ -39,11 +39,10 @@ export async function switchover(ctx: ClusterContext, secrets: Secrets, to: stri
   // 3. promote (the old primary is already stopped: the fence is a formality)
   const sentence = await failover(ctx, secrets, { kind: 'switchover', from: old.name, to: candidate.name, reason: `planned switchover from ${old.name}` }, hooks, log);
 
-  // 4. the old primary follows the new one
+  // 4. the old primary follows the new one (unfenced before it streams: see rejoin)
   await ctx.control(old).configure({ kind: 'replica', upstream: candidate.name });
+  await ctx.store.update(ctx.group, (st) => (st ? nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }) : null));
   await ctx.control(old).start();
-  const st = (await ctx.store.read())!;
-  await ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }));
   await waitHealthy(ctx, candidate, ctx.cfg.nodes.filter((n) => n.name !== candidate.name), secrets, 120_000);
   return `${sentence.replace(/; \S+ is fenced until it rejoins$/, '')}; ${old.name} follows it as a replica`;
 }

@@ -91,7 +91,7 @@ test('the guard fires exactly at its deadline; its arming is a file replaced who
   const files = guardFiles(dir, dir, 'h1');
   const now = monoNow();
   assert.equal(guardDue(null, now), false);
-  armGuard(files, { node: 'node1', dataDir: '/d', deadline: now + 1000, agentPid: process.pid });
+  armGuard(files, { node: 'node1', dataDir: '/d', deadline: now + 1000, agentPid: process.pid, vip: null });
   const armed = JSON.parse(fs.readFileSync(files.arming, 'utf8'));
   assert.equal(guardDue(armed, now + 999), false);
   assert.equal(guardDue(armed, now + 1000), true);
