@@ -149,12 +149,15 @@ export class Controller {
       }
       this.agentsSeen = now;
     }
-    if (Date.now() - this.membersCheckedAt < 5 * this.d.ctx.cfg.ha.loopWaitMs) return;
+    if (Date.now() - this.membersCheckedAt < Math.max(2000, 4 * this.d.ctx.cfg.ha.loopWaitMs)) return;
     this.membersCheckedAt = Date.now();
     const health = await this.d.store.client.endpointHealth();
     const down = new Set(health.filter((h) => !h.healthy).map((h) => h.endpoint));
     const count = `${health.length - down.size} of ${health.length} answer`;
-    if (this.membersDown) {
+    if (!this.membersDown) {
+      // a new controller's first look: what is down already is news to the log too
+      for (const e of down) this.d.event(`etcd member ${e} does not answer (${count})`);
+    } else {
       for (const h of health) {
         if (down.has(h.endpoint) && !this.membersDown.has(h.endpoint)) this.d.event(`etcd member ${h.endpoint} does not answer (${count})`);
         if (!down.has(h.endpoint) && this.membersDown.has(h.endpoint)) this.d.event(`etcd member ${h.endpoint} answers again (${count})`);

@@ -127,7 +127,7 @@ export class PrimaryLease {
     if (!this.armed) return;
     const others = this.d.ctx.cfg.hosts.filter((h) => h.name !== this.d.me.name);
     const sent = Date.now();
-    const results = await Promise.allSettled(others.map((h) => agentVerb(this.d.id, h, 'failsafe', { from: this.armed!.node }, Math.min(this.d.loopMs, 1000))));
+    const results = await Promise.allSettled(others.map((h) => agentVerb(this.d.id, h, 'failsafe', { from: this.armed!.node }, Math.min(Math.max(this.d.loopMs, 1000), this.d.ttlMs / 4))));
     const missed = others.filter((_, i) => results[i].status === 'rejected').map((h) => h.name);
     if (!this.armed) return;
     if (missed.length === 0) {

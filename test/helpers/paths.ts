@@ -21,5 +21,6 @@ export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('
  *   26100-26899 cluster, bad input, WAL, backup tests (endpoints 27100-27899)
  *   27000-27099 endpoint and VIP tests
  *   19000-19499 multi-host test clusters (endpoints 20000-20499, console 21000-21499);
- *   19500-19999 their agents (19510) and etcd members (19520, peers 19521), inside lab namespaces named mh*
+ *   19500-19999 their agents (19510, campaign 19610) and etcd members (19520, campaign 19620; peers +1), inside lab namespaces named mh*
+ *   (multi-host clusters: 19000 main test, 19100 fault campaign, 19200 benchmark; 19700-19799 benchmark agents, etcd, Patroni)
  */

@@ -37,6 +37,8 @@ after(async () => {
 
 const settle = () => lab.settle();
 const promotions = (events: { sentence: string }[]) => events.filter((e) => /^promoted node\d \(timeline/.test(e.sentence));
+/** The events as a failure message shows them. */
+const story = (events: { at: string; host?: string; sentence: string }[]) => events.map((e) => `${e.at} [${e.host ?? '?'}] ${e.sentence}`).join('\n');
 const primaryOf = async () => (await lab.state()).primary;
 const hostOf = (node: string) => lab.node(node).host!;
 const vipNow = () => vipHolders({ address: VIP, hosts: lab.cfg.hosts.map((h) => ({ name: h.name, netns: lab.host(h.name).netns })) });
@@ -173,8 +175,7 @@ test('host death: agent and postmaster SIGKILLed together; a replica is promoted
     const present = new Set((await lab.sql<{ id: number }>(st.primary, 'SELECT id FROM acked')).map((r) => r.id));
     // asynchronous replication: what the old primary acknowledged may be lost with it; nothing the new one acknowledged may
     assert.deepEqual(w.acked.filter((a) => onNew(a) && !present.has(a.id)), [], 'no write acknowledged by the new primary is lost');
-    const ev = (await lab.events()).slice(eventsBefore);
-    assert.equal(promotions(ev).length, 1, 'exactly one promotion');
+    await until('the promotion finished', async () => promotions((await lab.events()).slice(eventsBefore)).length > 0, 30_000);
     assert.deepEqual((await lab.status()).nodes.find((n) => n.name === st.primary)?.pending_restart, [], 'a promoted primary has no restart pending');
   } finally {
     await w.stop();
@@ -183,7 +184,9 @@ test('host death: agent and postmaster SIGKILLed together; a replica is promoted
   }
   await until(`${old} back as a replica`, async () => !(await lab.state()).fenced.includes(old), 90_000);
   await settle();
-  assert.ok((await lab.events()).some((e) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence)));
+  const ev = (await lab.events()).slice(eventsBefore);
+  assert.equal(promotions(ev).length, 1, `exactly one promotion:\n${story(ev)}`);
+  assert.ok(ev.some((e) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence)), story(ev));
   await until('the VIP on the new primary host only', async () => (await vipNow()).join() === hostOf(now!.primary), 10_000);
 });
 
@@ -226,8 +229,8 @@ test('partition: the cut primary refuses writes within its ttl, a replica is pro
     const overlaps = writableOverlaps(await sampler.stop());
     assert.deepEqual(overlaps.slice(0, 3), [], 'at no sample were two nodes writable');
     const ev = (await lab.events()).slice(eventsBefore);
-    assert.ok(ev.some((e) => new RegExp(`^${old} fenced itself`).test(e.sentence)), ev.map((e) => e.sentence).join('\n'));
-    assert.equal(promotions(ev).length, 1, 'exactly one promotion for the partition');
+    assert.ok(ev.some((e) => new RegExp(`^${old} fenced itself`).test(e.sentence)), story(ev));
+    assert.equal(promotions(ev).length, 1, `exactly one promotion for the partition:\n${story(ev)}`);
   } finally {
     lab.link(oldHost, true);
     vipSampling = false;
@@ -264,7 +267,7 @@ test('controller cut off as the primary host dies: another agent takes the contr
   }
   await settle();
   const ev = (await lab.events()).slice(eventsBefore);
-  assert.equal(promotions(ev).length, 1, ev.map((e) => `${e.host} ${e.sentence}`).join('\n'));
+  assert.equal(promotions(ev).length, 1, story(ev));
   assert.ok(ev.some((e) => e.sentence === `host ${third} is the controller` || e.sentence.startsWith(`host ${third} is the controller (`)));
   assert.ok(!ev.some((e) => e.host === ctl && /^(promoted|fenced node|restarted)/.test(e.sentence)), 'the cut-off controller did not act');
 });
@@ -287,10 +290,10 @@ test('etcd: two of three members stopped: no promotion, writes go on (failsafe);
   await settle();
   await w.stop();
   let ev = (await lab.events()).slice(eventsBefore);
-  assert.equal(promotions(ev).length, 0, 'nobody was promoted');
+  assert.equal(promotions(ev).length, 0, `nobody was promoted:\n${story(ev)}`);
   assert.equal((await lab.state()).primary, primary);
   assert.ok(ev.some((e) => /^failsafe: etcd does not answer, but node\d's agent reached every other agent, so it keeps serving$/.test(e.sentence)), ev.map((e) => e.sentence).join('\n'));
-  assert.ok(!ev.some((e) => /fenced itself|was fenced by the guard/.test(e.sentence)));
+  assert.ok(!ev.some((e) => /fenced itself|was fenced by the guard/.test(e.sentence)), story(ev));
 
   // the member the controller talks to, killed
   const ctl = (await lab.controller())!;
