@@ -128,7 +128,12 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
       case 'clone':
         return control.clone(String(body.upstream));
       case 'rebuild':
-        return control.rebuild(String(body.upstream));
+        return control.rebuild(String(body.upstream), { fresh: body.fresh === true });
+      case 'reclone': {
+        const lines: string[] = [];
+        const sentence = await control.reclone(String(body.upstream), (l) => lines.push(l));
+        return { sentence, lines };
+      }
       case 'checkpoint': {
         const c = await control.checkpoint();
         return { state: c.state, checkpoint: c.checkpoint.toString(), redo: c.redo.toString(), timeline: c.timeline };

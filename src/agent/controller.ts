@@ -63,7 +63,7 @@ export class Controller {
   constructor(private readonly d: ControllerDeps) {
     this.key = new LeasedKey(d.store.client, d.store.keys.controller, d.ttlMs);
     d.store.setGuard(NO_LEASE); // this agent changes the state only as the controller
-    this.monitor = new Monitor(d.ctx, d.hooks, (s) => d.event(s), () => this.mayAct(), { failsafeSeen: () => d.failsafeSeen() });
+    this.monitor = new Monitor(d.ctx, d.hooks, (s) => d.event(s), { mayAct: () => this.mayAct(), failsafeSeen: () => d.failsafeSeen() });
   }
 
   get holding(): boolean {

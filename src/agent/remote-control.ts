@@ -66,8 +66,13 @@ export class RemoteNodeControl implements NodeControl {
   clone(upstream: string): Promise<{ bytes: number; ms: number }> {
     return this.verb('clone', { upstream }, LONG_MS);
   }
-  rebuild(upstream: string): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }> {
-    return this.verb('rebuild', { upstream }, LONG_MS);
+  rebuild(upstream: string, opts: { fresh?: boolean } = {}): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }> {
+    return this.verb('rebuild', { upstream, fresh: opts.fresh === true }, LONG_MS);
+  }
+  async reclone(upstream: string, log: (line: string) => void): Promise<string> {
+    const r = await this.verb<{ sentence: string; lines: string[] }>('reclone', { upstream }, LONG_MS);
+    for (const l of r.lines) log(l);
+    return r.sentence;
   }
   coldBackup(): Promise<BackupInfo> {
     return this.verb('cold-backup', {}, LONG_MS);

@@ -1,4 +1,7 @@
+import { formatBytes } from '../util/format.js';
+import path from 'node:path';
 import type { ClusterStatus } from '../cluster/status.js';
+import { tokenFiles } from '../web/auth.js';
 
 /** The `--wait` option of every command that takes a lock. */
 export const WAIT_FLAGS = '--wait [duration]';
@@ -15,7 +18,7 @@ export function formatStatus(st: ClusterStatus): string {
     n.timeline === null ? '-' : String(n.timeline),
     n.lsn ?? '-',
     n.role === 'replica' ? `${n.lag_bytes ?? '?'} B${n.lag_seconds ? ` / ${n.lag_seconds.toFixed(1)} s` : ''}` : '-',
-    n.slot ? `${n.slot.name} ${n.slot.active ? 'active' : 'inactive'}` : '-',
+    n.slot ? `${n.slot.name} ${n.slot.active ? 'active' : 'inactive'}${n.slot.wal_status && n.slot.wal_status !== 'reserved' ? `, ${n.slot.wal_status}` : ''}` : '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
@@ -27,6 +30,8 @@ export function formatStatus(st: ClusterStatus): string {
     ...rows.map(line),
     '',
     ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
+    ...(st.endpoints.console ? [`console and /metrics: http://${st.endpoints.console}/ (token in ${tokenFiles(path.dirname(st.passfile)).read}; operator token beside it)`] : []),
+    ...(st.slots.length > 0 ? [`slots on ${st.primary}: ${st.slots.map((sl) => `${sl.name} ${sl.retained_bytes === null ? '-' : formatBytes(sl.retained_bytes)} ${sl.wal_status ?? 'unused'}`).join(', ')}`] : []),
     ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes behind the primary` : ''}`] : []),
     `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
     `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,

@@ -10,6 +10,7 @@ import { fencePostmaster } from '../postgres/fence.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { promoteNode } from '../ha/promote.js';
 import { cloneReplica } from './clone.js';
+import { cloneWithFreshSlot, recloneHere } from '../ha/slots.js';
 import { writeNodeFiles, type NodeRole } from './configure.js';
 import { applyNodeFiles, checkNodeFiles, type NodeChange } from './reload.js';
 import { adminTarget, findNode, requireSecrets, type ClusterContext } from './context.js';
@@ -103,7 +104,7 @@ export class LocalNodeControl implements NodeControl {
     return cloneReplica(this.ctx, this.node, findNode(this.ctx.cfg, upstream), requireSecrets(this.ctx), () => undefined);
   }
 
-  async rebuild(upstream: string): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }> {
+  async rebuild(upstream: string, opts: { fresh?: boolean } = {}): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }> {
     const { node, ctx } = this;
     const primary = findNode(ctx.cfg, upstream);
     const secrets = requireSecrets(ctx);
@@ -111,7 +112,7 @@ export class LocalNodeControl implements NodeControl {
     await this.stop('fast', 60);
     const rewind = ctx.bins.tool('pg_rewind');
     let how: 'pg_rewind' | 'a fresh clone';
-    if (rewind && fs.existsSync(node.dataDir) && (await this.tryRewind(rewind, primary, log))) {
+    if (rewind && !opts.fresh && fs.existsSync(node.dataDir) && (await this.tryRewind(rewind, primary, log))) {
       how = 'pg_rewind';
     } else {
       const aside = `${node.dataDir}.before-rejoin-${new Date().toISOString().replace(/[-:.]/g, '')}`;
@@ -120,7 +121,7 @@ export class LocalNodeControl implements NodeControl {
         if (fs.existsSync(`${node.dataDir}_tablespaces`)) fs.renameSync(`${node.dataDir}_tablespaces`, `${aside}_tablespaces`);
         log.push(`${node.name}: old data kept in ${aside}`);
       }
-      await cloneReplica(ctx, node, primary, secrets, (l) => log.push(l));
+      await cloneWithFreshSlot(ctx, node, primary, secrets, (l) => log.push(l));
       how = 'a fresh clone';
     }
     if (readMarker(node.dataDir)?.node !== node.name || how === 'pg_rewind') writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
@@ -145,6 +146,10 @@ export class LocalNodeControl implements NodeControl {
     const kept = keepOutput(ctx.paths.logsDir, 'pg_rewind', r.stderr + r.stdout);
     log.push(`pg_rewind could not rewind ${node.dataDir} (${firstCause(r.stderr + r.stdout)}${kept ? `; full output in ${kept}` : ''}); cloning afresh instead`);
     return false;
+  }
+
+  async reclone(upstream: string, log: (line: string) => void): Promise<string> {
+    return recloneHere(this.ctx, this.node, findNode(this.ctx.cfg, upstream), requireSecrets(this.ctx), log);
   }
 
   async coldBackup(): Promise<BackupInfo> {

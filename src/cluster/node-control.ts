@@ -48,8 +48,10 @@ export interface NodeControl {
   promote(): Promise<number>;
   /** Builds the (empty) node as a replica of `upstream` with pgmaestro's BASE_BACKUP client. The slot exists already. */
   clone(upstream: string): Promise<{ bytes: number; ms: number }>;
-  /** Rebuilds a stopped node as a replica of `upstream`: pg_rewind where possible, else a fresh clone with the old data kept aside. */
-  rebuild(upstream: string): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }>;
+  /** Rebuilds a stopped node as a replica of `upstream`: pg_rewind where possible (not with `fresh`), else a fresh clone (with a fresh slot) with the old data kept aside. */
+  rebuild(upstream: string, opts?: { fresh?: boolean }): Promise<{ how: 'pg_rewind' | 'a fresh clone'; log: string[] }>;
+  /** Rebuilds a replica whose slot was lost: a fresh slot, a fresh clone (the old data removed once it streams), started; its progress lines to `log`. */
+  reclone(upstream: string, log: (line: string) => void): Promise<string>;
   /** `backup cold`: stop cleanly, copy the data directory into the repository, start again — on the node's host, where the repository must be reachable too. */
   coldBackup(): Promise<BackupInfo>;
   /** `restore --node`: rebuild the node from the repository, on its host; the progress lines go to `log`. */

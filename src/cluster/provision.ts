@@ -2,6 +2,7 @@ import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
 import { checkPlanned, describe } from './reload.js';
+import { reclone, replicasWithLostSlots } from '../ha/slots.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
@@ -49,8 +50,20 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   // 4. the replication role and one slot per replica
   await ensureReplicationObjects(ctx, primary, replicas, secrets);
 
-  // 5. the replicas: clone the missing ones, start the stopped ones (on separate hosts, all at once)
+  // 5. the replicas: rebuild those whose slot was lost, clone the missing ones, start the stopped ones (on separate hosts, all at once)
+  const lost = new Set(await replicasWithLostSlots(ctx, primary, secrets));
+  const broken: NodeConfig[] = [];
   const replica = async (node: NodeConfig) => {
+    if (lost.has(node.name) && states.get(node.name)!.kind === 'ours') {
+      if (!cfg.ha.autoReclone) {
+        log(`${node.name}: its replication slot on ${primary.name} was lost (${primary.name} removed WAL it still needed); it cannot stream again until it is rebuilt`);
+        broken.push(node);
+        return;
+      }
+      log(`${node.name}: its replication slot on ${primary.name} was lost; rebuilding it (ha.auto_reclone)`);
+      log(await reclone(ctx, node.name, log));
+      return;
+    }
     if (states.get(node.name)!.kind === 'empty') {
       const r = await ctx.control(node).clone(primary.name);
       log(`${node.name}: cloned from ${primary.name} (${formatBytes(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s)`);
@@ -69,7 +82,13 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   if (!prev || prev.primary !== primary.name) {
     await ctx.store.write({ version: 1, cluster: cfg.cluster, primary: primary.name, timeline: prev?.timeline ?? null, fenced: prev?.fenced ?? [], updatedAt: new Date().toISOString() });
   }
-  await waitHealthy(ctx, primary, replicas, secrets);
+  await waitHealthy(ctx, primary, replicas.filter((r) => !broken.includes(r)), secrets);
+  if (broken.length > 0) {
+    const names = broken.map((b) => b.name);
+    throw new PgmError('cluster.unhealthy', `${names.join(', ')} lost ${names.length === 1 ? 'its' : 'their'} replication slot on ${primary.name} and cannot stream until rebuilt; the rest of the cluster is up.`, {
+      hint: `rebuild with ${names.map((n) => `pgmaestro rejoin ${n}`).join(' and ')} (or pgmaestro restore --node), or set ha.auto_reclone: true so that up and the daemon do it.`,
+    });
+  }
 }
 
 /** A replica's data must come from the primary's database system; a primary cannot be re-created under live replicas. */

@@ -111,7 +111,7 @@ export function describe(ch: NodeChange): string | null {
   if (ch.applied.length > 0) parts.push(`${ch.applied.join(', ')} applied`);
   if (ch.pending.length > 0) parts.push(`${ch.pending.join(', ')} ${ch.pending.length === 1 ? 'waits' : 'wait'} for a restart (pgmaestro restart --pending)`);
   if (ch.rejected.length > 0) parts.push(`PostgreSQL rejected ${ch.rejected.join('; ')}`);
-  return `${ch.node}: configuration changed, reloaded${parts.length > 0 ? `: ${parts.join('; ')}` : ''}`;
+  return `${ch.node}: configuration changed, reloaded: ${parts.length > 0 ? parts.join('; ') : 'no setting in effect on this node changed'}`;
 }
 
 /** `pgmaestro reload`: check every node's candidate configuration with PostgreSQL, then write and reload it, saying what each change needs. */

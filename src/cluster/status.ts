@@ -9,6 +9,7 @@ import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
 import { multiHostStatus, type DcsStatus, type HostStatus } from '../agent/cluster-ops.js';
 import { PGMAESTRO_VERSION } from '../version.js';
+import { ARCHIVER_SLOT } from '../ha/promote.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -17,6 +18,19 @@ export interface SlotStatus {
   readonly active: boolean;
   readonly restart_lsn: string | null;
   readonly wal_status: string | null;
+  readonly safe_wal_size: number | null;
+}
+
+/** A physical slot on the primary and the WAL it holds back there. */
+export interface PrimarySlot extends SlotStatus {
+  /** 'replica' (a node's), 'archiver' (the WAL archiver's) or 'other'. */
+  readonly kind: 'replica' | 'archiver' | 'other';
+  /** The node a replica slot serves. */
+  readonly node: string | null;
+  /** Bytes of WAL from the slot's restart_lsn to the primary's position; null without a restart_lsn. */
+  readonly retained_bytes: number | null;
+  /** Bytes that can still be written before the slot is in danger (PostgreSQL's safe_wal_size); null when unbounded. */
+  readonly safe_wal_size: number | null;
 }
 
 export interface NodeStatus {
@@ -53,7 +67,7 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
+  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
   /** Multi-host only. */
   readonly hosts?: readonly HostStatus[];
   readonly controller?: string | null;
@@ -61,6 +75,8 @@ export interface ClusterStatus {
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
+  /** Every physical slot on the primary (the replicas' and the WAL archiver's); empty when the primary is down. */
+  readonly slots: PrimarySlot[];
 }
 
 interface Probe {
@@ -117,7 +133,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
   const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
   const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
-  const endpoints = multi ? (rw ? { rw, rw_by_host: byHost } : {}) : dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {};
+  const daemonEndpoints = dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`, ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}) } : {};
+  const endpoints = multi ? (rw ? { rw, rw_by_host: byHost } : {}) : daemonEndpoints;
   return {
     version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,
@@ -131,6 +148,12 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     archive,
     backups,
     nodes,
+    slots: primaryOk
+      ? [...primaryOk.slots.values()].map((sl) => {
+          const node = ctx.cfg.nodes.find((n) => slotName(n) === sl.name)?.name ?? null;
+          return { ...sl, kind: sl.name === ARCHIVER_SLOT ? 'archiver' : node ? 'replica' : 'other', node, retained_bytes: sl.restart_lsn ? Number(lsnDiff(primaryOk.lsn, parseLsn(sl.restart_lsn))) : null } as const;
+        })
+      : [],
   };
 }
 
@@ -167,8 +190,8 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
       if (!inRecovery) {
         const w = await c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile');
         const rep = await c.query<{ application_name: string; lag: number | null }>('SELECT application_name, EXTRACT(epoch FROM replay_lag)::float8 AS lag FROM pg_stat_replication');
-        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null }>(
-          "SELECT slot_name, active, restart_lsn::text, wal_status FROM pg_replication_slots WHERE slot_type = 'physical'",
+        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null; safe: string | null }>(
+          "SELECT slot_name, active, restart_lsn::text, wal_status, safe_wal_size::text AS safe FROM pg_replication_slots WHERE slot_type = 'physical'",
         );
         return {
           inRecovery,
@@ -178,7 +201,7 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
           upstream: null,
           pendingRestart: r.rows[0].pending,
           replayLag: new Map(rep.rows.map((x) => [x.application_name, x.lag])),
-          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status }])),
+          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status, safe_wal_size: x.safe === null ? null : Number(x.safe) }])),
         };
       }
       const s = await c.query<{ replay: string | null; receive: string | null; tli: number | null; ctl_tli: number; host: string | null; port: number | null }>(

@@ -61,6 +61,10 @@ export function loadConfig(file: string): ClusterConfig {
     });
   }
 
+  const endpoint = parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000);
+  const consoleAt = raw.endpoints.console === 'off' ? null : parseEndpoint(raw.endpoints.console, nodes[0].port + 2000);
+  checkListeners(file, nodes, { rw: endpoint, console: consoleAt });
+
   const cfg: ClusterConfig = {
     file,
     dir,
@@ -87,12 +91,14 @@ export function loadConfig(file: string): ClusterConfig {
       restartFirst: raw.ha.restart_first,
       maximumLagOnFailover: raw.ha.maximum_lag_on_failover,
       autoRejoin: raw.ha.auto_rejoin,
+      autoReclone: raw.ha.auto_reclone,
       quorum: raw.ha.synchronous === 'off' ? null : Number(raw.ha.synchronous.split(' ')[1]),
       isolation: raw.ha.isolation,
       vip: raw.ha.vip ?? null,
       loopWaitMs: shortDurationMs(raw.ha.loop_wait),
     },
-    endpoint: parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000),
+    endpoint,
+    console: consoleAt,
     managerAddresses: [],
     nodes,
     dcs: raw.dcs
@@ -187,6 +193,25 @@ function parseEndpoint(text: string | undefined, defaultPort: number): { host: s
   if (!text) return { host: '127.0.0.1', port: defaultPort };
   const i = text.lastIndexOf(':');
   return { host: text.slice(0, i), port: Number(text.slice(i + 1)) };
+}
+
+/** The daemon's listeners must be valid ports and must not share a port with each other or with a node on the same address. */
+function checkListeners(file: string, nodes: readonly NodeConfig[], listeners: Record<string, { host: string; port: number } | null>): void {
+  const seen: { key: string; host: string; port: number }[] = nodes.map((n) => ({ key: `node ${n.name}`, host: n.service, port: n.port }));
+  for (const [key, at] of Object.entries(listeners)) {
+    if (!at) continue;
+    if (!Number.isInteger(at.port) || at.port < 1 || at.port > 65535) {
+      throw new PgmError('config.invalid', `${file}: endpoints.${key}: port ${at.port} is not a port number.`, { hint: 'use host:port with a port from 1 to 65535.', data: { file, keyPath: `endpoints.${key}` } });
+    }
+    const clash = seen.find((s) => s.port === at.port && (s.host === at.host || s.host === '0.0.0.0' || at.host === '0.0.0.0'));
+    if (clash) {
+      throw new PgmError('config.invalid', `${file}: endpoints.${key}: ${at.host}:${at.port} is also ${clash.key.startsWith('node ') ? clash.key : `the ${clash.key} endpoint`}'s port.`, {
+        hint: `give endpoints.${key} a port of its own.`,
+        data: { file, keyPath: `endpoints.${key}` },
+      });
+    }
+    seen.push({ key, host: at.host, port: at.port });
+  }
 }
 
 /** '36h', '21d', '3w' in milliseconds. */

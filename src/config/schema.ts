@@ -85,6 +85,7 @@ export const haSchema = z
     restart_first: z.boolean().default(true).describe('restart a crashed primary in place (host reachable) before promoting'),
     maximum_lag_on_failover: z.number().int().min(0).default(1048576).describe('bytes: a replica further behind is never promoted'),
     auto_rejoin: z.boolean().default(false).describe('rebuild an old primary as a replica automatically after a failover'),
+    auto_reclone: z.boolean().default(true).describe("rebuild a replica whose replication slot was lost (it can never stream again otherwise); off: up says so and rejoin does it"),
     synchronous: z
       .string()
       .regex(/^(off|quorum [1-9])$/, "'off' or 'quorum N'")
@@ -129,6 +130,11 @@ export const dcsSchema = z
 export const endpointsSchema = z
   .object({
     rw: z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port').optional().describe('read-write endpoint (default: 127.0.0.1 and the first node port + 1000)'),
+    console: z
+      .string()
+      .regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'")
+      .optional()
+      .describe("web console and /metrics (default: 127.0.0.1 and the first node port + 2000); 'off' disables it"),
   })
   .strict();
 
@@ -146,7 +152,7 @@ export const configSchema = z
       .default(['127.0.0.1/32'])
       .describe('networks allowed to connect to databases (pg_hba.conf); replication is always limited to the nodes'),
     postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
-    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, synchronous: 'off', isolation: 'none', loop_wait: '1s' }),
+    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, auto_reclone: true, synchronous: 'off', isolation: 'none', loop_wait: '1s' }),
     dcs: dcsSchema.optional().describe('several hosts: state and leases in etcd, one agent per host (without it: one daemon, state on local disk)'),
     hosts: z.array(hostSchema).optional().describe('the hosts the nodes run on, each with its agent; required with dcs'),
     endpoints: endpointsSchema.default({}),

@@ -62,6 +62,7 @@ export interface HaConfig {
   readonly restartFirst: boolean;
   readonly maximumLagOnFailover: number;
   readonly autoRejoin: boolean;
+  readonly autoReclone: boolean;
   /** null when off. */
   readonly quorum: number | null;
   readonly isolation: 'none' | 'netns';
@@ -90,6 +91,8 @@ export interface ClusterConfig {
   readonly managerAddresses: readonly string[];
   /** The read-write endpoint the daemon listens on. */
   readonly endpoint: { readonly host: string; readonly port: number };
+  /** Where the daemon serves the web console and /metrics; null when `endpoints.console: off`. */
+  readonly console: { readonly host: string; readonly port: number } | null;
   readonly nodes: readonly NodeConfig[];
   /** Several hosts: state and leases in etcd; null in the single-daemon mode. */
   readonly dcs: DcsConfig | null;

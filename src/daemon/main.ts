@@ -12,22 +12,34 @@ import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operato
 import { moveVip } from '../ha/vip-hooks.js';
 import { withLocks } from '../cluster/lock.js';
 import { writeFileAtomic } from '../util/fsx.js';
+import { startConsole, type ConsoleService } from '../web/console.js';
+import { DaemonCounters } from '../web/metrics.js';
+import type { ConsoleActions } from '../web/server.js';
+import type { EndpointStat } from '../web/source.js';
 import { serveApi } from './api.js';
+import { LiveConfig } from './config-watch.js';
+import { SlotWatch } from '../ha/slots.js';
+
+const SLOT_CHECK_MS = 3000;
 import { recordEvent } from './events.js';
 
 /**
  * The long-running process of a cluster: the read-write endpoint that follows
- * the primary, the failover monitor, the WAL archiver, the backup scheduler
- * and the control socket the CLI's operator commands go through. It owns no
- * PostgreSQL process: killing it, even with SIGKILL, leaves every database
- * running, and a new daemon picks up from the persisted cluster state.
+ * the primary, the failover monitor, the WAL archiver, the backup scheduler,
+ * the control socket the CLI's operator commands go through, and the web
+ * console with /metrics. It owns no PostgreSQL process: killing it, even
+ * with SIGKILL, leaves every database running, and a new daemon picks up
+ * from the persisted cluster state.
  */
 export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+  let web: ConsoleService | null = null;
   const event = (sentence: string) => {
     recordEvent(ctx, sentence).catch((err: Error) => log(`cannot record the event: ${err.message}`));
     log(sentence);
+    web?.refresh(); // the console shows it now, not at its next observation
   };
+  const counters = new DaemonCounters();
 
   // 1. the endpoint, pointed at the primary unless it is fenced or a promotion is pending
   const endpoint = new Endpoint({ host: ctx.cfg.endpoint.host, port: ctx.cfg.endpoint.port, log });
@@ -49,17 +61,21 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
 
   // 2. the monitor, and the control socket whose commands pause it
-  const monitor = new Monitor(ctx, hooks, event);
+  let lastCycle: { at: string; sentence: string } | null = null;
+  const monitor = new Monitor(ctx, hooks, event, { decided: (kind) => counters.decision(kind), failedOver: () => counters.failover() });
   // An operator's command takes the cluster lock (waiting as the CLI asked), then runs with the monitor paused.
-  const operator = (command: string, b: Record<string, unknown>, fn: () => Promise<string>) =>
-    withLocks(ctx.locks, ['cluster'], command, lockWait(b.wait_ms), () => monitor.exclusive(fn)).then(record);
+  // Each command runs with the configuration as it is on disk now.
+  const live = new LiveConfig(ctx, log);
+  const operator = (command: string, b: Record<string, unknown>, fn: (c: ClusterContext) => Promise<string>) =>
+    withLocks(ctx.locks, ['cluster'], command, lockWait(b.wait_ms), () => monitor.exclusive(async () => fn(await live.current()))).then(record);
+  const switchover = (to: string, b: Record<string, unknown>, by = `pgmaestro switchover --to ${to}`) => operator(by, b, (c) => switchoverCommand(c, to, hooks, event));
   const api: http.Server = await serveApi(ctx, {
-    switchover: (b) => operator(`pgmaestro switchover --to ${String(b.to)}`, b, () => switchoverCommand(ctx, String(b.to), hooks, event)),
-    failover: (b) => operator('pgmaestro failover', b, () => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)),
-    rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, () => rejoinCommand(ctx, String(b.node), event)),
+    switchover: (b) => switchover(String(b.to), b),
+    failover: (b) => operator('pgmaestro failover', b, (c) => failoverCommand(c, typeof b.to === 'string' ? b.to : null, hooks, event)).then((s) => (counters.failover(), s)),
+    rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, (c) => rejoinCommand(c, String(b.node), event)),
     restart: (b) =>
-      operator('pgmaestro restart', b, () =>
-        rollingRestart(ctx, requireSecrets(ctx), restartOptions(b), hooks, event),
+      operator('pgmaestro restart', b, (c) =>
+        rollingRestart(c, requireSecrets(c), restartOptions(b), hooks, event),
       ),
   });
   function lockWait(v: unknown): number | null {
@@ -75,8 +91,31 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   const scheduler = new BackupScheduler(ctx, event);
   scheduler.start();
 
+  // 4. the web console and /metrics: without it the cluster is still managed, so a failure to listen is logged, not fatal
+  if (ctx.cfg.console) {
+    const actions: ConsoleActions = {
+      switchover: (to, by) => {
+        event(`switchover to ${to} requested by ${by}`);
+        return switchover(to, {}, `switchover to ${to} from ${by}`);
+      },
+      backup: async (type, by) => {
+        if (scheduler.busy) throw new PgmError('usage', 'a backup is already running.', { hint: 'wait for it to finish; its result appears in the event log.' });
+        scheduler.run(type, by).catch((err: unknown) => log(`console backup: ${(err as Error).message}`));
+        return `${type === 'incr' ? 'incremental' : 'full'} backup started; its result will appear in the event log`;
+      },
+    };
+    const endpoints = (): EndpointStat[] => {
+      const s = endpoint.stats;
+      return [{ name: 'rw', address: s.address, target: s.target?.name ?? null, connections: s.active + s.connecting, waiting: s.held, bytesFromClients: s.bytesFromClients, bytesToClients: s.bytesToClients, decisions: {}, pid: process.pid }];
+    };
+    web = await startConsole(ctx, { host: ctx.cfg.console.host, port: ctx.cfg.console.port, hooks: { endpoints, monitor: () => lastCycle }, actions, counters, log }).catch((err: unknown) => {
+      log(`console not started: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+      return null;
+    });
+  }
+
   writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);
-  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}`);
+  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}${web ? `; console http://${web.address}/` : ''}`);
 
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -88,10 +127,14 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  // 4. the monitor loop
+  // 5. the monitor loop
+  // the primary's replication slots, every few seconds
+  const slots = new SlotWatch(ctx, event);
+  const slotTimer = setInterval(() => void live.current().then((c) => (slots.useContext(c), slots.check())), SLOT_CHECK_MS);
   while (!stopping) {
     try {
-      await monitor.cycle();
+      monitor.useContext(await live.current());
+      lastCycle = { at: new Date().toISOString(), sentence: await monitor.cycle() };
     } catch (err) {
       log(`monitor cycle failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
     }
@@ -100,7 +143,8 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
       setTimeout(r, intervalMs);
     });
   }
-  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r))]);
+  clearInterval(slotTimer);
+  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r)), web?.stop()]);
   try {
     if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
   } catch {

@@ -39,6 +39,12 @@ export async function ensureDaemon(ctx: ClusterContext): Promise<{ pid: number; 
       hint: `stop that program, or set endpoints.rw to another host:port in ${ctx.cfg.file}.`,
     });
   }
+  if (ctx.cfg.console && !(await portFree(ctx.cfg.console.host, ctx.cfg.console.port))) {
+    const c = ctx.cfg.console;
+    throw new PgmError('port.in_use', `port ${c.port} on ${c.host}, where the daemon's web console listens, is already in use by another program.`, {
+      hint: `stop that program, or set endpoints.console to another host:port (or off) in ${ctx.cfg.file}.`,
+    });
+  }
   const out = fs.openSync(ctx.paths.daemonLog, 'a', 0o600);
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1], 'daemon', '-c', ctx.cfg.file], {
     detached: true,

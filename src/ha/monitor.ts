@@ -35,6 +35,20 @@ export async function snapshot(ctx: ClusterContext, opts: SnapshotOptions = {}):
   };
 }
 
+/** What the monitor tells the process hosting it, besides its sentences (metrics count these). */
+export interface MonitorObserver {
+  /** Every cycle's decision, by kind: none, wait, restart, fence, failover. */
+  decided?(kind: string): void;
+  /** A failover carried out to its end. */
+  failedOver?(): void;
+}
+
+/** What the process hosting the monitor plugs in. */
+export interface MonitorOptions extends MonitorObserver, SnapshotOptions {
+  /** Multi-host: whether this agent still holds the controller lease with time to spare; checked before every action. */
+  readonly mayAct?: () => boolean;
+}
+
 /**
  * The monitor: every cycle, snapshot → decide (pure) → act, and one sentence
  * for the event log. Operator commands run through `exclusive` so a cycle
@@ -49,13 +63,21 @@ export class Monitor {
   private readonly rejoinTried = new Map<string, number>();
 
   constructor(
-    private readonly ctx: ClusterContext,
+    private ctx: ClusterContext,
     private readonly hooks: PrimaryHooks,
     private readonly event: (sentence: string) => void,
-    /** Multi-host: whether this agent still holds the controller lease with time to spare; checked before every action. */
-    private readonly mayAct: () => boolean = () => true,
-    private readonly opts: SnapshotOptions = {},
+    private readonly observer: MonitorOptions = {},
   ) {}
+
+  /** Multi-host: whether this agent still holds the controller lease with time to spare; checked before every action. */
+  private mayAct(): boolean {
+    return this.observer.mayAct?.() ?? true;
+  }
+
+  /** The configuration changed on disk: the next cycle decides and acts with it. */
+  useContext(ctx: ClusterContext): void {
+    this.ctx = ctx;
+  }
 
   /** What the monitor remembers of previous cycles (for a controller that takes over). */
   get memory(): Memory {
@@ -88,8 +110,9 @@ export class Monitor {
         });
         return resumed ? this.say(resumed, true) : '';
       }
-      const snap = await snapshot(this.ctx, this.opts);
+      const snap = await snapshot(this.ctx, this.observer);
       const d = decide(snap, this.memory_);
+      this.observer.decided?.(d.action.kind);
       if (d.action.kind === 'none' || d.action.kind === 'wait') {
         this.memory_ = d.memory;
         this.say(d.sentence, false);
@@ -197,6 +220,7 @@ export class Monitor {
         });
         if (done === null) return sentence;
         this.say(done, true);
+        this.observer.failedOver?.();
         this.memory_ = EMPTY_MEMORY;
         if (this.ctx.cfg.ha.autoRejoin) {
           const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);

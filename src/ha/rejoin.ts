@@ -4,6 +4,7 @@ import type { Secrets } from '../cluster/secrets.js';
 import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
 import { ensureSlots } from './promote.js';
+import { recreateSlot, replicasWithLostSlots } from './slots.js';
 
 /**
  * `pgmaestro rejoin NODE`: rebuild a node (typically an old primary) as a
@@ -19,11 +20,17 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   }
   const control = ctx.control(node);
 
-  // 1. the new primary has a slot for it
+  // 1. stop it, whatever it is doing; a lost slot is made anew (and rules out a rewind: WAL it needs is gone)
+  await control.stop('fast', 60);
+  const slotLost = (await replicasWithLostSlots(ctx, primary, secrets)).includes(node.name);
+  if (slotLost) {
+    await recreateSlot(ctx, primary, node, secrets);
+    log(`${node.name}: its slot on ${primary.name} was lost; made a new one, and it is cloned afresh`);
+  }
   await ensureSlots(ctx, primary, secrets);
 
-  // 2. stop it, whatever it is doing, then rewind, or clone afresh
-  const { how, log: lines } = await control.rebuild(primary.name);
+  // 2. on its host: rewind, or clone afresh
+  const { how, log: lines } = await control.rebuild(primary.name, { fresh: slotLost });
   for (const l of lines) log(l);
 
   // 3. it is a replica now: unfenced before it streams, so that from its first
