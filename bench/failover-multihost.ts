@@ -349,15 +349,6 @@ async function measurePatroni(b: Bench, t: Timings, runs: number, id: { n: numbe
 export async function benchMultiHost(runs: number): Promise<void> {
   const b = new Bench();
   fs.chmodSync(b.dir, 0o755);
-  cli('init', b.dir, '--port-base', String(PORT), '--dcs', 'etcd', '--agent-port', String(AGENT), '--etcd-port', String(ETCD), '--bin-dir', PG15);
-  fs.writeFileSync(
-    b.file,
-    fs
-      .readFileSync(b.file, 'utf8')
-      .replace(/^cluster: .*$/m, 'cluster: mhbench')
-      .replace('  wal_archive: true', '  wal_archive: false')
-      .replace(/^ {2}failover_timeout: 5s$/m, '  failover_timeout: 5s\n  auto_rejoin: true\n  restart_first: false\n  synchronous: quorum 1'),
-  );
   const ours: Timings = { name: 'fast', ttl: 4000, loop: 500, retry: 1000 };
   // Patroni's tuned ttl and loop_wait; retry_timeout 3 s, as pgmaestro also keeps its fencing margin inside the ttl
   const parity: Timings = { name: "at Patroni's tuned ttl", ttl: 10_000, loop: 2000, retry: 3000 };
@@ -365,6 +356,15 @@ export async function benchMultiHost(runs: number): Promise<void> {
   const defaults: Timings = { name: 'defaults', ttl: 30_000, loop: 10_000, retry: 10_000 };
   const results: Result[] = [];
   try {
+    cli('init', b.dir, '--port-base', String(PORT), '--dcs', 'etcd', '--agent-port', String(AGENT), '--etcd-port', String(ETCD), '--bin-dir', PG15);
+    fs.writeFileSync(
+      b.file,
+      fs
+        .readFileSync(b.file, 'utf8')
+        .replace(/^cluster: .*$/m, 'cluster: mhbench')
+        .replace('  wal_archive: true', '  wal_archive: false')
+        .replace(/^ {2}failover_timeout: 5s$/m, '  failover_timeout: 5s\n  auto_rejoin: true\n  restart_first: false\n  synchronous: quorum 1'),
+    );
     await pgmaestroUp(b, ours);
     const lab = JSON.parse(fs.readFileSync(path.join(b.dir, 'state', 'lab.json'), 'utf8')) as { hosts: LabHost[] };
     b.hosts = lab.hosts.filter((h) => /^h\d$/.test(h.name));
@@ -385,7 +385,7 @@ export async function benchMultiHost(runs: number): Promise<void> {
     results.push(await measurePatroni(b, defaults, runs, id));
   } finally {
     try {
-      cli('down', '-c', b.file);
+      if (fs.existsSync(b.file)) cli('down', '-c', b.file);
     } catch {
       // best effort: down removes the lab and whatever runs in it
     }
