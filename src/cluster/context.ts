@@ -34,6 +34,11 @@ export interface ClusterContext {
 
 export interface OpenOptions {
   /**
+   * A long-running process reading a changed configuration again keeps its
+   * state store and locks (an agent's store carries its controller guard).
+   */
+  readonly reuse?: Pick<ClusterContext, 'store' | 'locks'>;
+  /**
    * Multi-host: the host this process acts for. An agent passes its own host
    * (its nodes are controlled locally, the others through their agents); the
    * CLI passes nothing and reaches every node through its agent, presenting
@@ -64,11 +69,14 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
   let locks: LockManager = lockManager(cfg);
   if (cfg.dcs) {
     const multi = await import('./multihost.js');
-    const etcd = multi.etcdStore(cfg, here);
-    store = etcd;
-    locks = multi.etcdLocks(cfg, etcd, here);
+    if (!opts.reuse) {
+      const etcd = multi.etcdStore(cfg, here);
+      store = etcd;
+      locks = multi.etcdLocks(cfg, etcd, here);
+    }
     remote = multi.remoteControls(cfg, here);
   }
+  if (opts.reuse) ({ store, locks } = opts.reuse);
   opened.add(store);
   const ctx: ClusterContext = {
     cfg,
