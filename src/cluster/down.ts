@@ -1,7 +1,6 @@
 import { stopDaemon } from '../daemon/spawn.js';
 import { currentPrimaryName, type ClusterContext } from './context.js';
 import { destroyLab } from './lab.js';
-import { stopNode } from './lifecycle.js';
 import type { Log } from './provision.js';
 
 /**
@@ -10,10 +9,10 @@ import type { Log } from './provision.js';
  */
 export async function down(ctx: ClusterContext, log: Log): Promise<void> {
   if (await stopDaemon(ctx)) log('daemon: stopped');
-  const primary = currentPrimaryName(ctx);
+  const primary = await currentPrimaryName(ctx);
   const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
   for (const node of ordered) {
-    const r = await stopNode(ctx, node);
+    const r = await ctx.control(node).stop();
     log(`${node.name}: ${r}`);
   }
   if (await destroyLab(ctx.paths.stateDir)) log('lab: network namespaces and bridge removed');
