@@ -154,12 +154,12 @@ export class LocalNodeControl implements NodeControl {
 
   async coldBackup(): Promise<BackupInfo> {
     const { coldBackup } = await import('../backup/cold.js');
-    return coldBackup(this.ctx, await Repository.open(this.ctx, 'write'), this.node.name, { quiet: this.ctx.host !== null });
+    return withRepository(this.ctx, (repo) => coldBackup(this.ctx, repo, this.node.name, { quiet: this.ctx.host !== null }));
   }
 
   async restoreFromRepository(target: RestoreTarget, log: (line: string) => void): Promise<string> {
     const { restoreNode } = await import('../restore/restore-node.js');
-    return restoreNode(this.ctx, await Repository.open(this.ctx, 'write'), this.node.name, target, log);
+    return withRepository(this.ctx, (repo) => restoreNode(this.ctx, repo, this.node.name, target, log));
   }
 
   async checkpoint(): Promise<ControlCheckpoint> {
@@ -168,5 +168,15 @@ export class LocalNodeControl implements NodeControl {
 
   async logTail(lines = 3): Promise<string> {
     return serverLogTail(this.node, lines);
+  }
+}
+
+/** Opens the repository for one verb and closes it after (an agent lives long: its codec threads and S3 sockets must not pile up). */
+async function withRepository<T>(ctx: ClusterContext, fn: (repo: Repository) => Promise<T>): Promise<T> {
+  const repo = await Repository.open(ctx, 'write');
+  try {
+    return await fn(repo);
+  } finally {
+    await repo.close().catch(() => undefined);
   }
 }
