@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { pgReload, postmasterRunning } from '../postgres/control.js';
 import { withClient } from '../postgres/sql.js';
@@ -27,6 +29,8 @@ export function plannedRoles(ctx: ClusterContext, fenced: ReadonlySet<string>): 
   return [
     { node: primary, role: { kind: 'primary' } },
     ...ctx.cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name)).map((n) => ({ node: n, role: { kind: 'replica', upstream: primary } as NodeRole })),
+    // a query node not provisioned yet gets its files from up
+    ...(ctx.cfg.queryNodes ?? []).filter((n) => fs.existsSync(path.join(n.dataDir, 'PG_VERSION'))).map((n) => ({ node: n as NodeConfig, role: { kind: 'query' } as NodeRole })),
   ];
 }
 

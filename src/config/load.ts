@@ -4,8 +4,9 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { PgmError } from '../errors.js';
-import { configSchema, overrideSchema } from './schema.js';
-import type { ClusterConfig, NodeConfig } from './types.js';
+import { configSchema, overrideSchema, type RawConfig } from './schema.js';
+import type { ClusterConfig, NodeConfig, QueryNodeConfig } from './types.js';
+import { queryNode, resolveLogical, subscriptionDatabases } from './load-logical.js';
 
 export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
 
@@ -20,7 +21,7 @@ export function loadConfig(file: string): ClusterConfig {
   const dir = path.dirname(file);
   const home = path.resolve(dir, raw.home ?? '.');
 
-  const nodes = raw.nodes.map((n): NodeConfig => {
+  const all = raw.nodes.map((n): NodeConfig => {
     const overrideFile = path.join(dir, `pgmaestro.${n.name}.yaml`);
     const override = fs.existsSync(overrideFile) ? readYaml(overrideFile, overrideSchema) : { settings: {}, tags: undefined };
     return {
@@ -39,7 +40,8 @@ export function loadConfig(file: string): ClusterConfig {
     };
   });
 
-  checkCrossReferences(file, raw.nodes.map((n) => n.name), nodes, raw.primary);
+  checkCrossReferences(file, raw.nodes.map((n) => n.name), all, raw.primary);
+  const { nodes, queryNodes } = splitKinds(file, raw, all);
   checkReplicaMinimums(file, raw.postgres.settings, nodes, raw.primary ?? nodes[0].name);
   for (const [kind, expr] of Object.entries(raw.backup.schedule)) {
     try {
@@ -56,9 +58,19 @@ export function loadConfig(file: string): ClusterConfig {
     });
   }
 
-  const endpoint = parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000);
-  const consoleAt = raw.endpoints.console === 'off' ? null : parseEndpoint(raw.endpoints.console, nodes[0].port + 2000);
-  checkListeners(file, nodes, { rw: endpoint, console: consoleAt });
+  const endpoint = parseEndpoint(raw.endpoints.rw, all[0].port + 1000);
+  const consoleAt = raw.endpoints.console === 'off' ? null : parseEndpoint(raw.endpoints.console, all[0].port + 2000);
+  const queryAt = raw.endpoints.query === 'off' || (queryNodes.length === 0 && raw.endpoints.query === undefined) ? null : parseEndpoint(raw.endpoints.query, all[0].port + 1003);
+  checkListeners(file, all, { rw: endpoint, console: consoleAt, query: queryAt });
+  const logical = resolveLogical(file, raw, nodes, queryNodes);
+  for (const name of [raw.postgres.superuser, raw.postgres.replication_user]) {
+    if (logical.role === name) {
+      throw new PgmError('config.invalid', `${file}: logical.role: '${name}' is already the cluster's ${name === raw.postgres.superuser ? 'superuser' : 'replication user'}; subscribers get a role of their own with the least privileges.`, {
+        hint: 'choose another name, or remove the key for the default pgm_logical.',
+        data: { file, keyPath: 'logical.role' },
+      });
+    }
+  }
 
   return {
     file,
@@ -95,7 +107,39 @@ export function loadConfig(file: string): ClusterConfig {
     console: consoleAt,
     managerAddresses: [],
     nodes,
+    queryNodes,
+    logical,
+    queryEndpoint: queryAt,
   };
+}
+
+/**
+ * Physical members apart from query nodes: everything that fails over,
+ * clones or streams works on `nodes`, which never holds a query node.
+ */
+function splitKinds(file: string, raw: RawConfig, all: NodeConfig[]): { nodes: NodeConfig[]; queryNodes: QueryNodeConfig[] } {
+  const nodes: NodeConfig[] = [];
+  const queryNodes: QueryNodeConfig[] = [];
+  raw.nodes.forEach((r, i) => {
+    const key = `nodes[${i}]`;
+    const fail = (k: string, message: string, hint: string): never => {
+      throw new PgmError('config.invalid', `${file}: ${key}.${k}: ${message}.`, { hint, data: { file, keyPath: `${key}.${k}` } });
+    };
+    if (r.kind === 'physical') {
+      if (r.indexes.length > 0) fail('indexes', `${r.name} is a physical node, a byte copy of its primary, so it cannot carry indexes of its own`, 'declare them on a node of kind query, or create them on the primary.');
+      if (r.extensions.length > 0) fail('extensions', `${r.name} is a physical node; its extensions are the primary's`, 'create the extension on the primary, or move the key to a node of kind query.');
+      nodes.push(all[i]);
+      return;
+    }
+    if (raw.ha.isolation === 'netns') fail('kind', 'query nodes cannot run in the network-namespace lab (ha.isolation: netns) yet', 'use ha.isolation: none for a cluster with query nodes.');
+    if (raw.primary === r.name) fail('kind', `${r.name} is named as primary but is a query node, which is never a member of the cluster`, 'name a physical node as primary.');
+    if (raw.backup.from === r.name) fail('kind', `backup.from names ${r.name}, a query node; backups are taken from the cluster's members`, 'use replica, primary or a physical node.');
+    queryNodes.push(queryNode(file, r, i, all[i], subscriptionDatabases(raw.logical, r.name)));
+  });
+  if (nodes.length === 0) {
+    throw new PgmError('config.invalid', `${file}: nodes: every node is of kind query; a cluster needs at least one physical node to be its primary.`, { hint: 'add a node without kind: (or with kind: physical).', data: { file, keyPath: 'nodes' } });
+  }
+  return { nodes, queryNodes };
 }
 
 /** '500ms', '5s' in milliseconds. */
