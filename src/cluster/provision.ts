@@ -115,7 +115,8 @@ function checkSameSystem(primary: NodeConfig, replicas: NodeConfig[], states: Ma
   }
 }
 
-async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secrets): Promise<void> {
+/** initdb into a partial directory, the node's files for `role` and its marker, then renamed into place: a new database system. */
+export async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secrets, role: NodeRole = { kind: 'primary' }): Promise<void> {
   const partial = partialDir(node.dataDir);
   fs.rmSync(partial, { recursive: true, force: true }); // left by an interrupted earlier run
   fs.mkdirSync(path.dirname(node.dataDir), { recursive: true });
@@ -127,7 +128,7 @@ async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secre
   } finally {
     fs.rmSync(pwfile, { force: true });
   }
-  writeNodeFiles(ctx, node, { kind: 'primary' }, partial);
+  writeNodeFiles(ctx, node, role, partial);
   writeMarker(partial, ctx.cfg, node, readSystemIdentifier(partial)!, ctx.user);
   moveIntoPlace(partial, node.dataDir);
 }
@@ -139,7 +140,7 @@ export function moveIntoPlace(partial: string, dataDir: string): void {
   fsyncDir(path.dirname(dataDir));
 }
 
-async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, secrets: Secrets, log: Log): Promise<void> {
+export async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, secrets: Secrets, log: Log): Promise<void> {
   const running = postmasterRunning(node.dataDir);
   if (running) await applyNodeFiles(ctx, node, role, secrets, log);
   else writeNodeFiles(ctx, node, role);

@@ -1,0 +1,67 @@
+import type { QueryNodeConfig } from '../config/types.js';
+import { postmasterRunning } from '../postgres/control.js';
+import { quoteIdent, withClient } from '../postgres/sql.js';
+import { adminTarget, type ClusterContext } from '../cluster/context.js';
+import { inspectDataDir, type DataDirState } from '../cluster/datadir.js';
+import { assertPortFree } from '../cluster/ports.js';
+import { configureAndStart, initPrimary, type Log } from '../cluster/provision.js';
+import { checkPlanned } from '../cluster/reload.js';
+import type { Secrets } from '../cluster/secrets.js';
+import { stopNode } from '../cluster/lifecycle.js';
+
+/**
+ * Query nodes: independent servers (their own system identifier, never a
+ * physical replica) that pgmaestro initialises with the cluster's binaries
+ * and settings — the shared postgresql.conf, their own node file with
+ * `default_transaction_read_only = on` and their overrides, a pg_hba.conf
+ * without replication — and that logical replication then fills.
+ */
+
+export function queryNodes(ctx: ClusterContext): readonly QueryNodeConfig[] {
+  return ctx.cfg.queryNodes ?? [];
+}
+
+/** `up`, before anything is written: each query node's data directory is empty or its own, its port free, its configuration accepted by PostgreSQL. */
+export async function preflightQueryNodes(ctx: ClusterContext): Promise<Map<string, DataDirState>> {
+  const states = new Map<string, DataDirState>();
+  for (const node of queryNodes(ctx)) {
+    states.set(node.name, inspectDataDir(ctx.cfg, node));
+    if (!postmasterRunning(node.dataDir)) await assertPortFree(node, ctx.cfg.file);
+  }
+  await checkPlanned(
+    ctx,
+    queryNodes(ctx).filter((n) => states.get(n.name)?.kind === 'ours').map((node) => ({ node, role: { kind: 'query' } as const })),
+  );
+  return states;
+}
+
+/** `up`, once the members are up: initialise the query nodes that have no data, apply their files and start them. Idempotent. */
+export async function provisionQueryNodes(ctx: ClusterContext, secrets: Secrets, states: ReadonlyMap<string, DataDirState>, log: Log): Promise<void> {
+  for (const node of queryNodes(ctx)) {
+    if (states.get(node.name)?.kind === 'empty') {
+      await initPrimary(ctx, node, secrets, { kind: 'query' });
+      log(`${node.name}: initialised a new PostgreSQL ${ctx.bins.version} query node in ${node.dataDir} (its own database system, fed by logical replication)`);
+    }
+    await configureAndStart(ctx, node, { kind: 'query' }, secrets, log);
+  }
+}
+
+/** `down`: the query nodes stop after the members. */
+export async function stopQueryNodes(ctx: ClusterContext, log: Log): Promise<void> {
+  for (const node of queryNodes(ctx)) log(`${node.name}: ${await stopNode(ctx, node)}`);
+}
+
+/** Creates `database` on a query node when it lacks it; returns whether it did. */
+export async function ensureDatabase(ctx: ClusterContext, node: QueryNodeConfig, secrets: Secrets, database: string): Promise<boolean> {
+  return withClient({ ...adminTarget(ctx, node, secrets), writable: true }, async (c) => {
+    const r = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (r.rowCount !== 0) return false;
+    await c.query(`CREATE DATABASE ${quoteIdent(database)}`);
+    return true;
+  });
+}
+
+/** Whether a query node has `database` (false when it is not there yet). */
+export async function hasDatabase(ctx: ClusterContext, node: QueryNodeConfig, secrets: Secrets, database: string): Promise<boolean> {
+  return withClient(adminTarget(ctx, node, secrets), async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount !== 0);
+}
