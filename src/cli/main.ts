@@ -19,6 +19,8 @@ import { ensureDaemon } from '../daemon/spawn.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
+import { registerLogicalCommands } from './logical.js';
+import { preflightLogical, upLogical } from '../logical/up.js';
 import { WAIT_FLAGS, WAIT_HELP, formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
@@ -62,7 +64,9 @@ program
     await withLocks(lockManager(cfg), ['cluster'], 'pgmaestro up', parseWait(o.wait), async () => {
       if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
       const ctx = await openCluster(cfg);
+      const queryStates = await preflightLogical(ctx);
       await up(ctx, say);
+      await upLogical(ctx, queryStates, say);
       const d = await ensureDaemon(ctx);
       say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
       say('');
@@ -103,6 +107,7 @@ program
 
 registerBackupCommands(program);
 registerHaCommands(program);
+registerLogicalCommands(program);
 
 program
   .command('schema')

@@ -3,6 +3,7 @@ import { currentPrimaryName, type ClusterContext } from './context.js';
 import { destroyLab } from './lab.js';
 import { stopNode } from './lifecycle.js';
 import type { Log } from './provision.js';
+import { stopQueryNodes } from '../logical/query-node.js';
 
 /**
  * `pgmaestro down`: stop the daemon, then the primary (its walsenders hand the
@@ -16,5 +17,6 @@ export async function down(ctx: ClusterContext, log: Log): Promise<void> {
     const r = await stopNode(ctx, node);
     log(`${node.name}: ${r}`);
   }
+  await stopQueryNodes(ctx, log);
   if (await destroyLab(ctx.paths.stateDir)) log('lab: network namespaces and bridge removed');
 }

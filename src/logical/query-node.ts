@@ -1,7 +1,6 @@
 import type { QueryNodeConfig } from '../config/types.js';
 import { postmasterRunning } from '../postgres/control.js';
-import { quoteIdent, withClient } from '../postgres/sql.js';
-import { adminTarget, type ClusterContext } from '../cluster/context.js';
+import type { ClusterContext } from '../cluster/context.js';
 import { inspectDataDir, type DataDirState } from '../cluster/datadir.js';
 import { assertPortFree } from '../cluster/ports.js';
 import { configureAndStart, initPrimary, type Log } from '../cluster/provision.js';
@@ -49,19 +48,4 @@ export async function provisionQueryNodes(ctx: ClusterContext, secrets: Secrets,
 /** `down`: the query nodes stop after the members. */
 export async function stopQueryNodes(ctx: ClusterContext, log: Log): Promise<void> {
   for (const node of queryNodes(ctx)) log(`${node.name}: ${await stopNode(ctx, node)}`);
-}
-
-/** Creates `database` on a query node when it lacks it; returns whether it did. */
-export async function ensureDatabase(ctx: ClusterContext, node: QueryNodeConfig, secrets: Secrets, database: string): Promise<boolean> {
-  return withClient({ ...adminTarget(ctx, node, secrets), writable: true }, async (c) => {
-    const r = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-    if (r.rowCount !== 0) return false;
-    await c.query(`CREATE DATABASE ${quoteIdent(database)}`);
-    return true;
-  });
-}
-
-/** Whether a query node has `database` (false when it is not there yet). */
-export async function hasDatabase(ctx: ClusterContext, node: QueryNodeConfig, secrets: Secrets, database: string): Promise<boolean> {
-  return withClient(adminTarget(ctx, node, secrets), async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount !== 0);
 }

@@ -4,7 +4,7 @@ import type { Secrets } from '../cluster/secrets.js';
 import type { QueryNodeConfig, SubscriptionConfig } from '../config/types.js';
 import { PgmError } from '../errors.js';
 import { defaultPassfile, passLine, readPassword } from '../postgres/passfile.js';
-import { withClient, type SqlTarget } from '../postgres/sql.js';
+import { quoteIdent, withClient, type SqlTarget } from '../postgres/sql.js';
 
 /**
  * Where a subscription lives, behind one shape: a query node of this
@@ -54,6 +54,20 @@ export function subscriberOf(ctx: ClusterContext, secrets: Secrets, s: Subscript
       return { host: t.host, port: t.port, user: t.user, password, database };
     },
   };
+}
+
+/** A query node as a subscriber, for work that concerns the node rather than one subscription (its indexes, its subscriptions' list). */
+export function nodeSubscriber(ctx: ClusterContext, secrets: Secrets, node: string): Subscriber {
+  return subscriberOf(ctx, secrets, { name: '', publication: '', target: { kind: 'node', node }, database: 'postgres', enabled: true });
+}
+
+/** Creates `database` on a query node when it lacks it; returns whether it did. */
+export async function ensureDatabase(sub: Subscriber, database: string): Promise<boolean> {
+  return onSubscriber(sub, 'postgres', async (c) => {
+    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount !== 0) return false;
+    await c.query(`CREATE DATABASE ${quoteIdent(database)}`);
+    return true;
+  });
 }
 
 /**
