@@ -66,9 +66,10 @@ program
       const ctx = await openCluster(cfg);
       const queryStates = await preflightLogical(ctx);
       await up(ctx, say);
-      await upLogical(ctx, queryStates, say);
       const d = await ensureDaemon(ctx);
       say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
+      // the members are up and watched: now the query nodes and what logical replication declares
+      await upLogical(ctx, queryStates, say);
       say('');
       say(formatStatus(await clusterStatus(ctx)));
     });

@@ -14,6 +14,7 @@ import { waitHealthy } from '../cluster/health.js';
 import { readSystemIdentifier } from '../postgres/control.js';
 import { ensureSlots } from './promote.js';
 import { cloneWithFreshSlot, recreateSlot, replicasWithLostSlots } from './slots.js';
+import { afterFollow } from '../logical/ha-hooks.js';
 
 /**
  * `pgmaestro rejoin NODE`: rebuild a node (typically an old primary) as a
@@ -60,6 +61,7 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   writeNodeFiles(ctx, node, { kind: 'replica', upstream: primary });
   await startNode(ctx, node);
   await waitHealthy(ctx, primary, [node], secrets, 120_000);
+  for (const line of await afterFollow(ctx, secrets)) log(line);
   const st = ctx.store.read();
   if (st) ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }));
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;

@@ -69,7 +69,7 @@ export async function logicalApply(ctx: ClusterContext, secrets: Secrets, opts: 
     await onPrimary(db, async (c) => {
       const grants = lg.subscriptions.length > 0 ? await grantStatements(c, lg.role, tables) : [];
       await inTransaction(c, [...works.flatMap((w) => w.plan.statements), ...grants], (sql, err) => failed(`${primary.name} (database ${db})`, sql, err));
-      for (const w of works) if (w.plan.sentence) (log(w.plan.sentence), changes++);
+      for (const w of works) if (w.plan.sentence) (log(done(w.plan.sentence)), changes++);
       if (grants.length > 0) (log(`granted ${lg.role} what it needs in ${db} on ${primary.name} (${grants.length} statement${grants.length === 1 ? '' : 's'})`), changes++);
     });
   }
@@ -242,6 +242,11 @@ function describePlan(plan: LogicalPlan, opts: ApplyOptions, log: Log): number {
 function summary(plan: LogicalPlan): string {
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   return [count(plan.publications.length, 'publication'), count(plan.subscriptions.length, 'subscription'), count(plan.indexes.reduce((a, i) => a + i.node.indexes.filter((x) => x.database === i.database).length, 0), 'query-node index')].join(', ');
+}
+
+/** A plan's sentence ("create publication …") as done ("created publication …"). */
+function done(s: string): string {
+  return s.replace(/^(create|recreate|alter|adopt)\b/, (v) => ({ create: 'created', recreate: 'recreated', alter: 'altered', adopt: 'adopted' })[v as 'create']);
 }
 
 /** One sentence for the first refusal (and how many more there are). */

@@ -73,7 +73,7 @@ export async function planLogical(ctx: ClusterContext, secrets: Secrets, prune: 
 
   // 1. the primary: its WAL level and databases
   const { walLevel, databases } = await onPrimary('postgres', async (c) => ({
-    walLevel: (await c.query<{ w: string }>('SHOW wal_level')).rows[0].w,
+    walLevel: (await c.query<{ w: string }>("SELECT current_setting('wal_level') AS w")).rows[0].w,
     databases: (await c.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate')).rows.map((r) => r.datname),
   }));
 
@@ -106,8 +106,11 @@ export async function planLogical(ctx: ClusterContext, secrets: Secrets, prune: 
   }
   for (const node of queryNodes(ctx)) {
     const sub = nodeSubscriber(ctx, secrets, node.name);
-    const observed = await onSubscriber(sub, 'postgres', (c) => observeSubscriptions(c, ctx.cfg.cluster)).catch(() => []);
-    for (const o of observed) if (o.digest !== null && !lg.subscriptions.some((d) => d.name === o.name && d.target.kind === 'node' && d.target.node === node.name)) subscriptionDrops.push({ subscriber: sub, name: o.name, database: o.database });
+    const listed = await onSubscriber(sub, 'postgres', (c) => observeSubscriptions(c, ctx.cfg.cluster)).catch(() => []);
+    for (const db of [...new Set(listed.map((o) => o.database))]) {
+      const observed = (await onSubscriber(sub, db, (c) => observeSubscriptions(c, ctx.cfg.cluster)).catch(() => [])).filter((o) => o.database === db);
+      for (const o of observed) if (o.digest !== null && !lg.subscriptions.some((d) => d.name === o.name && d.target.kind === 'node' && d.target.node === node.name)) subscriptionDrops.push({ subscriber: sub, name: o.name, database: o.database });
+    }
   }
 
   // 4. the query nodes' own indexes

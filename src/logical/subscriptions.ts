@@ -43,15 +43,15 @@ export interface ObservedSubscription {
   readonly conninfo: string;
   readonly slot: string | null;
   readonly publications: readonly string[];
-  /** pgmaestro's digest when it manages the subscription, else null. */
+  /** pgmaestro's digest when it manages the subscription, else null; known only from the subscription's own database (comments live there). */
   readonly digest: string | null;
 }
 
-/** Every subscription on the subscriber the client is connected to (the catalog is shared by its databases). */
+/** Every subscription on the subscriber the client is connected to (the catalog is shared by its databases; their comments are not). */
 export async function observeSubscriptions(c: pg.Client, cluster: string): Promise<ObservedSubscription[]> {
   const r = await c.query<{ oid: number; subname: string; datname: string; subenabled: boolean; subconninfo: string; subslotname: string | null; subpublications: string[]; comment: string | null }>(
     `SELECT s.oid, s.subname, d.datname, s.subenabled, s.subconninfo, s.subslotname, s.subpublications::text[] AS subpublications,
-            shobj_description(s.oid, 'pg_subscription') AS comment
+            CASE WHEN s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) THEN obj_description(s.oid, 'pg_subscription') END AS comment
        FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid ORDER BY s.subname`,
   );
   return r.rows.map((x) => ({
