@@ -4,6 +4,8 @@ import { parseWait, withLocks } from '../cluster/lock.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PgmError } from '../errors.js';
 import { logicalApply } from '../logical/apply.js';
+import { logicalStatus, type LogicalStatus } from '../logical/status.js';
+import { formatBytes } from '../util/format.js';
 import { WAIT_FLAGS, WAIT_HELP } from './output.js';
 
 const say = (line: string): void => {
@@ -35,4 +37,41 @@ export function registerLogicalCommands(program: Command): void {
       if (o.dryRun) await run(); // reads only, like status
       else await withLocks(ctx.locks, ['cluster'], 'pgmaestro logical apply', parseWait(o.wait), run);
     });
+
+  logical
+    .command('status')
+    .option('-c, --config <file>', 'cluster configuration')
+    .option('--json', 'machine-readable output')
+    .description('per subscription: table states, lag, errors and conflicts, the WAL its slot holds, failover readiness, drift')
+    .action(async (o: { config?: string; json?: boolean }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      const st = await logicalStatus(ctx, { full: true });
+      say(o.json ? JSON.stringify(st, null, 2) : formatLogicalStatus(st));
+    });
+}
+
+/** The human view of `logical status`. */
+export function formatLogicalStatus(st: LogicalStatus): string {
+  const lines: string[] = [];
+  if (st.publications.length === 0 && st.subscriptions.length === 0) return 'no publication or subscription is declared (logical: in pgmaestro.yaml)';
+  lines.push(`primary ${st.primary}; warn when a slot holds more than ${st.slot_warn}`);
+  for (const p of st.publications) lines.push(`publication ${p.name} (${p.database}): ${p.exists ? `${p.tables ?? '?'} tables` : 'not created yet (pgmaestro logical apply)'}`);
+  for (const s of st.subscriptions) {
+    lines.push('');
+    const lag = s.lag_bytes === null ? 'lag unknown' : `lag ${formatBytes(s.lag_bytes)}${s.lag_seconds !== null ? ` / ${s.lag_seconds.toFixed(1)} s` : ''}`;
+    lines.push(`subscription ${s.name} -> ${s.subscriber} (${s.database}), publication ${s.publication}: ${s.state}, ${lag}`);
+    const slot = s.slot.exists
+      ? `slot ${s.slot.name}: ${s.slot.active ? 'active' : 'inactive'}, holds ${s.slot.retained_bytes === null ? '?' : formatBytes(s.slot.retained_bytes)}${s.slot.wal_status ? ` (${s.slot.wal_status})` : ''}${s.slot.failover ? `, failover slot${s.slot.synced_on.length > 0 ? ` synchronised on ${s.slot.synced_on.join(', ')}` : ', not yet synchronised on any standby'}` : ''}`
+      : `slot ${s.slot.name}: missing on the primary`;
+    lines.push(`  ${slot}`);
+    if (s.tables.length > 0) lines.push(`  tables: ${s.tables.map((t) => `${t.name} ${t.state}`).join(', ')}`);
+    const conflicts = Object.entries(s.conflicts).filter(([, n]) => n > 0);
+    if (s.apply_errors !== null) lines.push(`  errors: ${s.apply_errors} apply, ${s.sync_errors ?? 0} copy${conflicts.length > 0 ? `; conflicts: ${conflicts.map(([k, n]) => `${k} ${n}`).join(', ')}` : ''}`);
+    for (const p of s.problems) lines.push(`  ! ${p}`);
+  }
+  for (const q of st.query_nodes) {
+    lines.push('');
+    lines.push(`query node ${q.name} ${q.address}: ${q.pid === null ? 'down' : `running (pid ${q.pid})`}${q.indexes.length > 0 ? `; indexes: ${q.indexes.map((i) => `${i.name}${i.present ? '' : ' (missing)'}`).join(', ')}` : ''}`);
+  }
+  return lines.join('\n');
 }
