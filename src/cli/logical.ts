@@ -5,6 +5,9 @@ import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PgmError } from '../errors.js';
 import { logicalApply } from '../logical/apply.js';
 import { logicalStatus, type LogicalStatus } from '../logical/status.js';
+import { describeSequenceSync, syncSequences } from '../logical/sequences.js';
+import { resync } from '../logical/resync.js';
+import { targetLabel } from '../logical/subscriber.js';
 import { formatBytes } from '../util/format.js';
 import { WAIT_FLAGS, WAIT_HELP } from './output.js';
 
@@ -33,7 +36,7 @@ export function registerLogicalCommands(program: Command): void {
     .description('make publications, subscriptions, their tables and the query nodes’ indexes what pgmaestro.yaml declares')
     .action(async (o: { config?: string; dryRun?: boolean; prune?: boolean; copyWait: boolean; timeout: number; wait?: string | boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-      const run = () => logicalApply(ctx, requireSecrets(ctx), { dryRun: Boolean(o.dryRun), prune: Boolean(o.prune), wait: o.copyWait, copyTimeoutMs: o.timeout }, say);
+      const run = () => sentences(() => logicalApply(ctx, requireSecrets(ctx), { dryRun: Boolean(o.dryRun), prune: Boolean(o.prune), wait: o.copyWait, copyTimeoutMs: o.timeout }, say));
       if (o.dryRun) await run(); // reads only, like status
       else await withLocks(ctx.locks, ['cluster'], 'pgmaestro logical apply', parseWait(o.wait), run);
     });
@@ -48,6 +51,48 @@ export function registerLogicalCommands(program: Command): void {
       const st = await logicalStatus(ctx, { full: true });
       say(o.json ? JSON.stringify(st, null, 2) : formatLogicalStatus(st));
     });
+
+  logical
+    .command('sync-sequences')
+    .argument('[subscriptions...]', 'only these subscriptions (default: all)')
+    .option('-c, --config <file>', 'cluster configuration')
+    .option('--json', 'machine-readable output')
+    .description("copy the primary's sequence values to the subscribers (needed before writes move there)")
+    .action(async (names: string[], o: { config?: string; json?: boolean }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      const r = await sentences(() => syncSequences(ctx, requireSecrets(ctx), names));
+      if (o.json) return say(JSON.stringify(r, null, 2));
+      for (const x of r) say(describeSequenceSync(x, targetLabel(ctx.cfg.logical!.subscriptions.find((s) => s.name === x.subscription)!)));
+      if (r.length === 0) say('no replicated column draws from a sequence');
+    });
+
+  logical
+    .command('resync')
+    .argument('<subscription>', 'the subscription to copy afresh')
+    .option('-c, --config <file>', 'cluster configuration')
+    .option('--timeout <duration>', 'how long to wait for the initial copy (default 10m)', timeoutArg, 600_000)
+    .option(WAIT_FLAGS, WAIT_HELP)
+    .description('copy a subscription’s tables afresh (after its slot was lost, e.g. a failover below PostgreSQL 17)')
+    .action(async (name: string, o: { config?: string; timeout: number; wait?: string | boolean }) => {
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      await withLocks(ctx.locks, ['cluster'], `pgmaestro logical resync ${name}`, parseWait(o.wait), () =>
+        sentences(() => resync(ctx, requireSecrets(ctx), name, { wait: true, copyTimeoutMs: o.timeout }, say)),
+      );
+    });
+}
+
+/** A PostgreSQL error that escaped the domain's own sentences, as one of ours (never a raw driver error). */
+async function sentences<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const e = err as { severity?: string; code?: string; message?: string; detail?: string };
+    if (err instanceof PgmError || typeof e?.severity !== 'string') throw err;
+    throw new PgmError('logical.failed', `PostgreSQL refused a step of logical replication: ${e.message?.replace(/\.$/, '')}${e.detail ? ` (${e.detail.replace(/\.$/, '')})` : ''}.`, {
+      hint: 'fix the cause it names, then run the command again (each step is idempotent).',
+      cause: err,
+    });
+  }
 }
 
 /** The human view of `logical status`. */

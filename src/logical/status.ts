@@ -12,7 +12,7 @@ import { lastError } from './copy-wait.js';
 import { publishedShape } from './ddl.js';
 import { describeDrift, tableDrift } from './drift.js';
 import { queryNodes } from './query-node.js';
-import { onSubscriber, subscriberOf } from './subscriber.js';
+import { onSubscriber, subscriberOf, targetLabel } from './subscriber.js';
 import { subscribedTables, tableState } from './subscriptions.js';
 
 /**
@@ -143,7 +143,7 @@ async function oneSubscription(ctx: ClusterContext, secrets: Secrets | null, s: 
     failover: slotRow?.failover ?? null,
     synced_on: synced.get(s.name) ?? [],
   };
-  const label = s.target.kind === 'node' ? s.target.node : `${s.target.host}:${s.target.port}`;
+  const label = targetLabel(s);
   const base = { name: s.name, publication: s.publication, subscriber: label, database: s.database, slot };
   const empty = { worker_pid: null, tables: [], lag_bytes: null, lag_seconds: null, apply_errors: null, sync_errors: null, conflicts: {}, last_error: null, drift: [] };
   if (!secrets) return { ...base, ...empty, state: 'unreachable', problems: ['the cluster was never provisioned: run pgmaestro up'] };

@@ -25,6 +25,11 @@ export interface Subscriber {
   target(database: string): SqlTarget;
 }
 
+/** How a subscription's subscriber is named in messages: the query node, or host:port. */
+export function targetLabel(s: SubscriptionConfig): string {
+  return s.target.kind === 'node' ? s.target.node : `${s.target.host}:${s.target.port}`;
+}
+
 export function subscriberOf(ctx: ClusterContext, secrets: Secrets, s: SubscriptionConfig): Subscriber {
   const t = s.target;
   if (t.kind === 'node') {
@@ -38,7 +43,7 @@ export function subscriberOf(ctx: ClusterContext, secrets: Secrets, s: Subscript
     };
   }
   const file = defaultPassfile(t.adminPassfile);
-  const label = `${t.host}:${t.port}`;
+  const label = targetLabel(s);
   return {
     label,
     node: null,
