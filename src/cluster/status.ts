@@ -10,6 +10,7 @@ import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
 import { PGMAESTRO_VERSION } from '../version.js';
 import { ARCHIVER_SLOT } from '../ha/promote.js';
+import { logicalSummary, type QueryNodeSummary, type SubscriptionSummary } from '../logical/status.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -64,12 +65,16 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string; readonly console?: string };
+  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly query?: string };
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
   /** Every physical slot on the primary (the replicas' and the WAL archiver's); empty when the primary is down. */
   readonly slots: PrimarySlot[];
+  /** Nodes of kind query (independent servers fed by logical replication); absent when there are none. */
+  readonly query_nodes?: QueryNodeSummary[];
+  /** One record per declared subscription (the web console lists them); absent when none is declared. */
+  readonly subscriptions?: SubscriptionSummary[];
 }
 
 interface Probe {
@@ -116,6 +121,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   } catch {
     // a missing or unreadable repository does not make status fail
   }
+  const logical = (ctx.cfg.queryNodes?.length ?? 0) > 0 || (ctx.cfg.logical?.subscriptions.length ?? 0) > 0 ? await logicalSummary(ctx) : null;
   return {
     version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,
@@ -124,7 +130,14 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
     daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`, ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}) } : {},
+    endpoints:
+      dpid !== null
+        ? {
+            rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`,
+            ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}),
+            ...(ctx.cfg.queryEndpoint && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { query: `${ctx.cfg.queryEndpoint.host}:${ctx.cfg.queryEndpoint.port}` } : {}),
+          }
+        : {},
     archive,
     backups,
     nodes,
@@ -134,6 +147,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
           return { ...sl, kind: sl.name === ARCHIVER_SLOT ? 'archiver' : node ? 'replica' : 'other', node, retained_bytes: sl.restart_lsn ? Number(lsnDiff(primaryOk.lsn, parseLsn(sl.restart_lsn))) : null } as const;
         })
       : [],
+    ...(logical && logical.query_nodes.length > 0 ? { query_nodes: logical.query_nodes } : {}),
+    ...(logical && logical.subscriptions.length > 0 ? { subscriptions: logical.subscriptions } : {}),
   };
 }
 

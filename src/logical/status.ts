@@ -245,3 +245,52 @@ async function presentIndexes(ctx: ClusterContext, secrets: Secrets, node: strin
   }
   return out;
 }
+
+/** A query node as `pgmaestro status` lists it. */
+export interface QueryNodeSummary {
+  readonly name: string;
+  readonly role: 'query';
+  readonly host: string;
+  readonly port: number;
+  readonly data_dir: string;
+  readonly pid: number | null;
+  readonly dsn: string;
+}
+
+/** One flat record per subscription, for `status` and the web console. */
+export interface SubscriptionSummary {
+  readonly subscription: string;
+  readonly publication: string;
+  readonly subscriber: string;
+  readonly state: SubscriptionState;
+  readonly tables: string;
+  readonly lag_bytes: number | null;
+  readonly lag_seconds: number | null;
+  readonly slot_retained_bytes: number | null;
+  readonly failover_copies: string;
+  readonly errors: number | null;
+  readonly conflicts: number;
+  readonly problem: string | null;
+}
+
+/** What `status` (and so the console) shows of logical replication: cheap (no drift), never throws. */
+export async function logicalSummary(ctx: ClusterContext): Promise<{ query_nodes: QueryNodeSummary[]; subscriptions: SubscriptionSummary[] }> {
+  const query_nodes = queryNodes(ctx).map((n) => ({ name: n.name, role: 'query' as const, host: n.service, port: n.port, data_dir: n.dataDir, pid: postmasterPid(n.dataDir), dsn: `postgresql://${ctx.cfg.superuser}@${n.service}:${n.port}/postgres` }));
+  if ((ctx.cfg.logical?.subscriptions.length ?? 0) === 0) return { query_nodes, subscriptions: [] };
+  const st = await logicalStatus(ctx, { full: false }).catch(() => null);
+  const subscriptions = (st?.subscriptions ?? []).map((s) => ({
+    subscription: s.name,
+    publication: s.publication,
+    subscriber: `${s.subscriber} (${s.database})`,
+    state: s.state,
+    tables: `${s.tables.filter((t) => t.state === 'ready').length}/${s.tables.length} ready`,
+    lag_bytes: s.lag_bytes,
+    lag_seconds: s.lag_seconds,
+    slot_retained_bytes: s.slot.retained_bytes,
+    failover_copies: s.slot.synced_on.join(', '),
+    errors: s.apply_errors === null ? null : s.apply_errors + (s.sync_errors ?? 0),
+    conflicts: Object.values(s.conflicts).reduce((a, b) => a + b, 0),
+    problem: s.problems[0] ?? null,
+  }));
+  return { query_nodes, subscriptions };
+}
