@@ -92,7 +92,8 @@ export function configChangeSuite(label: string, opts: { portBase: number; binDi
     }
     assert.deepEqual(st.nodes.map((n) => n.role).sort(), ['primary', ...Array(opts.replicas).fill('replica')]);
     const count = Number((await c.sql<{ n: string }>(st.nodes.find((n) => n.role === 'primary')!.port, 'SELECT count(*) AS n FROM acked'))[0].n);
-    assert.equal(count, acked, 'every acknowledged write is on the primary');
+    // every acknowledged write is there; an in-flight one may have committed without its answer reaching the client
+    assert.ok(count >= acked && count <= acked + failed, `${count} rows for ${acked} acknowledged and ${failed} failed writes`);
     const events = (await c.run('events', '-n', '200')).stdout;
     assert.doesNotMatch(events, /^\S+\s+promoted /m, 'no failover decision');
     assert.match(events, /restarted .*node/);
