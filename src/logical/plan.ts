@@ -270,7 +270,9 @@ async function planNodeIndexes(ctx: ClusterContext, secrets: Secrets, node: Quer
     const declared = node.indexes.filter((i) => i.database === database);
     const present = await tablesIn(sub, database);
     const known = new Set([...mine.filter((s) => s.decl.database === database).flatMap((s) => s.tables), ...present]);
-    for (const d of declared) {
+    // a subscription refused already (its publication) would only make a second, consequential refusal here
+    const unplanned = (ctx.cfg.logical?.subscriptions ?? []).some((x) => x.target.kind === 'node' && x.target.node === node.name && x.database === database && !mine.some((m) => m.decl.name === x.name));
+    for (const d of unplanned ? [] : declared) {
       if (!known.has(`${d.schema}.${d.table}`)) {
         refusals.push({ message: `${node.name} declares the index ${d.name} on ${d.schema}.${d.table}, which it does not receive in database ${database}`, hint: `subscribe ${node.name} to a publication of ${d.schema}.${d.table}, or correct the index in ${ctx.cfg.file}.` });
       }
