@@ -163,7 +163,10 @@ export const publicationSchema = z
 export const dsnTargetSchema = z
   .object({
     dsn: z.string().regex(/^postgres(ql)?:\/\//, 'a libpq URI: postgresql://user@host:port/database').describe('how pgmaestro reaches the subscriber: a superuser, no password in it'),
-    passfile: z.string().min(1).describe("path on the subscriber's host where its server reads the replication role's password (pgmaestro writes it there)"),
+    passfile: z
+      .string()
+      .regex(/^\/[^'\n]*$/, 'an absolute path without quotes')
+      .describe("absolute path on the subscriber's host where its server reads the replication role's password (pgmaestro writes it there, 0600)"),
     admin_passfile: z.string().min(1).optional().describe("libpq passfile with the password for dsn (default: $PGPASSFILE, then ~/.pgpass)"),
     from: z
       .array(z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, 'a CIDR such as 10.0.0.9/32'))

@@ -4,7 +4,7 @@ import type { Secrets } from '../cluster/secrets.js';
 import type { QueryNodeConfig, SubscriptionConfig } from '../config/types.js';
 import { PgmError } from '../errors.js';
 import { defaultPassfile, passLine, readPassword } from '../postgres/passfile.js';
-import { quoteIdent, withClient, type SqlTarget } from '../postgres/sql.js';
+import { quoteIdent, quoteLiteral, withClient, type SqlTarget } from '../postgres/sql.js';
 
 /**
  * Where a subscription lives, behind one shape: a query node of this
@@ -75,21 +75,31 @@ export async function ensureDatabase(sub: Subscriber, database: string): Promise
   });
 }
 
+/** A path as one single-quoted shell word (the configuration refuses paths with a quote). */
+function shellWord(p: string): string {
+  return `'${p.replace(/'/g, `'\\''`)}'`;
+}
+
 /**
  * Writes the logical role's passfile on a DSN subscriber's host through its
- * server (COPY … TO a file, which only a superuser may do; the file gets the
- * server's umask, 0600). The password travels as a bind parameter and the
- * session logs no statement, so it reaches neither a log nor pg_stat_activity.
+ * server: `COPY … TO PROGRAM` (a superuser's right) runs `umask 077; cat`
+ * as the server's OS user, so the file is that user's, mode 0600, written
+ * aside and renamed into place. The password travels as a bind parameter
+ * and then on the program's standard input — never on a command line — and
+ * the session logs no statement, so it reaches neither a log, the process
+ * list nor pg_stat_activity.
  */
 export async function writeRemotePassfile(c: pg.Client, file: string, role: string, password: string): Promise<void> {
   await c.query("SET log_statement = 'none'");
   await c.query('SET log_min_duration_statement = -1');
-  await c.query("SET log_parameter_max_length_on_error = 0");
+  await c.query('SET log_parameter_max_length_on_error = 0');
   await c.query('BEGIN');
   try {
     await c.query('CREATE TEMP TABLE pgmaestro_passfile (line text) ON COMMIT DROP');
     await c.query('INSERT INTO pgmaestro_passfile VALUES ($1)', [passLine(role, password)]);
-    await c.query(`COPY pgmaestro_passfile TO '${file.replace(/'/g, "''")}'`);
+    const tmp = `${file}.pgmaestro-tmp`;
+    const program = `umask 077 && cat > ${shellWord(tmp)} && mv -f ${shellWord(tmp)} ${shellWord(file)}`;
+    await c.query(`COPY pgmaestro_passfile TO PROGRAM ${quoteLiteral(program)}`);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
@@ -97,11 +107,20 @@ export async function writeRemotePassfile(c: pg.Client, file: string, role: stri
   }
 }
 
-/** Whether the passfile on the subscriber's host holds `line` already (superuser: pg_read_file). */
+/** Whether the passfile on the subscriber's host holds the role's line and is 0600 (read through its server, as a superuser). */
 export async function remotePassfileCurrent(c: pg.Client, file: string, role: string, password: string): Promise<boolean> {
   try {
     const r = await c.query<{ t: string }>('SELECT pg_read_file($1) AS t', [file]);
-    return r.rows[0].t.trim() === passLine(role, password);
+    if (r.rows[0].t.trim() !== passLine(role, password)) return false;
+    await c.query('BEGIN');
+    try {
+      await c.query('CREATE TEMP TABLE pgmaestro_mode (m text) ON COMMIT DROP');
+      await c.query(`COPY pgmaestro_mode FROM PROGRAM ${quoteLiteral(`stat -c %a ${shellWord(file)}`)}`);
+      const m = await c.query<{ m: string }>('SELECT m FROM pgmaestro_mode');
+      return m.rows[0]?.m.trim() === '600';
+    } finally {
+      await c.query('ROLLBACK').catch(() => undefined);
+    }
   } catch {
     return false;
   }
