@@ -65,7 +65,7 @@ export function hasFailoverSlots(ctx: ClusterContext): boolean {
 export async function reconcileFailoverSlots(ctx: ClusterContext, secrets: Secrets, opts: { replicas: boolean } = { replicas: true }): Promise<string[]> {
   if (!hasFailoverSlots(ctx)) return [];
   const out: string[] = [];
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   try {
     const line = await withClient(adminTarget(ctx, primary, secrets), async (c) => {

@@ -67,7 +67,7 @@ export interface LogicalPlan {
 
 export async function planLogical(ctx: ClusterContext, secrets: Secrets, prune: boolean): Promise<LogicalPlan> {
   const lg = ctx.cfg.logical!;
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const refusals: Refusal[] = [];
   const onPrimary = <T>(database: string, fn: (c: pg.Client) => Promise<T>) => withClient({ ...adminTarget(ctx, primary, secrets), database }, fn, 10_000);
 

@@ -21,7 +21,7 @@ export async function resync(ctx: ClusterContext, secrets: Secrets, name: string
   const decl = ctx.cfg.logical?.subscriptions.find((s) => s.name === name);
   if (!decl) throw new PgmError('usage', `there is no subscription '${name}' in ${ctx.cfg.file}.`, { hint: 'name a subscription declared under logical.subscriptions.' });
   const sub = subscriberOf(ctx, secrets, decl);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const pubDb = ctx.cfg.logical!.publications.find((p) => p.name === decl.publication)!.database;
 
   // 1. drop the subscription without touching a slot that may not exist; remember its tables

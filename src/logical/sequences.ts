@@ -66,7 +66,7 @@ export async function syncSequences(ctx: ClusterContext, secrets: Secrets, names
     }
   }
   const chosen = lg.subscriptions.filter((s) => names.length === 0 || names.includes(s.name));
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const out: SequenceSync[] = [];
   for (const s of chosen) out.push(...(await syncOne(ctx, secrets, s, primary.name)));
   return out;

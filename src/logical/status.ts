@@ -75,7 +75,7 @@ interface PublisherView {
 export async function logicalStatus(ctx: ClusterContext, opts: { full: boolean } = { full: true }): Promise<LogicalStatus> {
   const lg = ctx.cfg.logical!;
   const secrets = readSecrets(ctx.cfg);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const publisher = secrets ? await observePublisher(ctx, secrets, primary.name).catch(() => null) : null;
   const synced = secrets ? await syncedCopies(ctx, secrets, primary.name) : new Map<string, string[]>();
   const subscriptions: SubscriptionStatus[] = [];
