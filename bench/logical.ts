@@ -69,7 +69,7 @@ try {
   const copied = Number(/initial copy done, .* after ([\d.]+) s/.exec(out)?.[1] ?? NaN);
   await sql(port + 2, 'postgres', 'CREATE DATABASE peer');
   t0 = performance.now();
-  const dump = spawn(path.join(PG15, 'pg_dump'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-t', 'public.pgbench_accounts', 'bench'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const dump = spawn(path.join(PG15, 'pg_dump'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-t', 'public.pgbench_accounts', '--no-owner', '--no-privileges', 'bench'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const load = spawn(path.join(PG15, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port + 2), '-U', 'postgres', '-d', 'peer'], {
     env: { ...env, PGOPTIONS: '-c default_transaction_read_only=off' },
     stdio: ['pipe', 'ignore', 'inherit'],
