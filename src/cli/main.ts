@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { lockManager, openCluster, requireSecrets } from '../cluster/context.js';
+import { closeClusters, lockManager, openCluster, requireSecrets } from '../cluster/context.js';
 import { reloadCluster } from '../cluster/reload.js';
 import { PGMAESTRO_VERSION } from '../version.js';
 import { parseWait, withLocks } from '../cluster/lock.js';
@@ -17,6 +17,12 @@ import { configSchema } from '../config/schema.js';
 import { runDaemon } from '../daemon/main.js';
 import { ensureDaemon } from '../daemon/spawn.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
+import { runAgent } from '../agent/agent.js';
+import { ensureCerts } from '../agent/certs.js';
+import { downMultiHost, upMultiHost } from '../agent/cluster-ops.js';
+import { installUnit } from '../agent/install.js';
+import { guardFiles, runGuard } from '../agent/guard.js';
+import { destroyLab } from '../cluster/lab.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
 import { registerLogicalCommands } from './logical.js';
@@ -44,9 +50,12 @@ program
   .option('--replicas <n>', 'number of replicas', intArg('--replicas'), 2)
   .option('--port-base <p>', 'port of the first node (default 5432, or the next free block)', intArg('--port-base'))
   .option('--bin-dir <dir>', "PostgreSQL bin directory, or 'embedded'")
+  .option('--dcs <kind>', "'etcd': a multi-host lab, every node on its own host with its agent, and three etcd members")
+  .option('--agent-port <p>', 'with --dcs: the agents\' port (default 8008)', intArg('--agent-port'))
+  .option('--etcd-port <p>', 'with --dcs: the etcd members\' client port (peer port + 1; default 2379)', intArg('--etcd-port'))
   .description('write DIR/pgmaestro.yaml, a commented example that works as is')
-  .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string }) => {
-    const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir });
+  .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string; dcs?: string; agentPort?: number; etcdPort?: number }) => {
+    const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir, dcs: o.dcs, agentPort: o.agentPort, etcdPort: o.etcdPort });
     say(`wrote ${r.file} (${o.replicas + 1} nodes on ports ${r.portBase}-${r.portBase + o.replicas})`);
     if (r.home) {
       say(`${path.dirname(r.file)} is out of reach of the OS user that runs PostgreSQL (it cannot enter ${r.home.blocked}): the cluster's data, secrets, logs and backups will live in ${r.home.dir} (home: in the configuration).`);
@@ -65,13 +74,18 @@ program
       if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
       const ctx = await openCluster(cfg);
       const queryStates = await preflightLogical(ctx);
-      await up(ctx, say);
-      const d = await ensureDaemon(ctx);
-      say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
-      // the members are up and watched: now the query nodes and what logical replication declares
-      await upLogical(ctx, queryStates, say);
+      // the members are up and watched, then the query nodes and what logical replication declares
+      if (cfg.dcs) {
+        await upMultiHost(ctx, parseWait(o.wait), say, () => upLogical(ctx, queryStates, say));
+      } else {
+        await up(ctx, say);
+        const d = await ensureDaemon(ctx);
+        say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
+        await upLogical(ctx, queryStates, say);
+      }
       say('');
       say(formatStatus(await clusterStatus(ctx)));
+      await ctx.store.close();
     });
   });
 
@@ -84,6 +98,7 @@ program
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
     const st = await clusterStatus(ctx);
     say(o.json ? JSON.stringify(st, null, 2) : formatStatus(st));
+    await ctx.store.close();
   });
 
 program
@@ -93,7 +108,47 @@ program
   .description('stop everything, keep data')
   .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-    await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
+    if (!ctx.cfg.dcs) return withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
+    // multi-host: the cluster lock is in etcd, which a lab's down stops last; this machine's lock guards the lab
+    await withLocks(lockManager(ctx.cfg), ['cluster'], 'pgmaestro down', parseWait(o.wait), async () => {
+      await downMultiHost(ctx, parseWait(o.wait), say);
+      if (await destroyLab(ctx.paths.stateDir)) say('lab: network namespaces and bridge removed');
+    });
+  });
+
+program
+  .command('certs')
+  .option('-c, --config <file>', 'cluster configuration')
+  .description('create the cluster CA and one certificate per host in secrets/ (mode 0600), for mutual TLS between agents')
+  .action(async (o: { config?: string }) => {
+    const cfg = loadConfig(resolveConfigPath(o.config));
+    const made = await ensureCerts(cfg);
+    for (const m of made) say(`created ${m}`);
+    if (made.length === 0) say('every host has its certificate already; nothing changed');
+    say(`copy ${path.join(cfg.dir, 'secrets')} (ca.crt, and each host's <host>.crt and <host>.key) to the hosts`);
+  });
+
+program
+  .command('agent')
+  .argument('[action]', "'install' writes a systemd unit instead of running the agent; 'guard' is the host's watchdog, which the agent starts itself")
+  .requiredOption('--host <name>', 'the host (hosts[].name) this agent runs on')
+  .option('-c, --config <file>', 'cluster configuration')
+  .option('--unit-dir <dir>', 'where install writes the unit', '/etc/systemd/system')
+  .option('--agent-pid <pid>', 'guard: the agent that started it', intArg('--agent-pid'))
+  .description('run the agent of one host: node control, primary lease, controller, endpoint, health checks')
+  .action(async (action: string | undefined, o: { host: string; config?: string; unitDir: string; agentPid?: number }) => {
+    const cfg = loadConfig(resolveConfigPath(o.config));
+    if (action === 'install') {
+      say(installUnit(cfg, o.host, o.unitDir));
+      return;
+    }
+    if (action === 'guard') {
+      const paths = clusterPaths(cfg);
+      await runGuard(guardFiles(paths.stateDir, paths.logsDir, o.host), o.agentPid ?? process.ppid);
+      return;
+    }
+    if (action !== undefined) throw new PgmError('usage', `unknown agent action '${action}'.`, { hint: 'use `pgmaestro agent --host NAME` or `pgmaestro agent install --host NAME`.' });
+    await runAgent(cfg, o.host);
   });
 
 program
@@ -103,7 +158,7 @@ program
   .description("apply pgmaestro.yaml's settings to every node (checked by PostgreSQL first); say what waits for a restart")
   .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-    await withLocks(ctx.locks, ['cluster'], 'pgmaestro reload', parseWait(o.wait), () => reloadCluster(ctx, requireSecrets(ctx), say));
+    await withLocks(ctx.locks, ['cluster'], 'pgmaestro reload', parseWait(o.wait), () => reloadCluster(ctx, say));
   });
 
 registerBackupCommands(program);
@@ -150,6 +205,7 @@ process.on('unhandledRejection', fail);
 
 try {
   await program.parseAsync(process.argv);
+  await closeClusters();
 } catch (err) {
   fail(err);
 }

@@ -24,7 +24,7 @@ export function formatStatus(st: ClusterStatus): string {
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   const primary = st.nodes.find((n) => n.name === st.primary);
   return [
-    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, daemon ${st.daemon.running ? `running (pid ${st.daemon.pid})` : 'not running'}`,
+    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, ${st.hosts ? multiHostLine(st) : `daemon ${st.daemon.running ? `running (pid ${st.daemon.pid})` : 'not running'}`}`,
     '',
     line(header),
     ...rows.map(line),
@@ -39,6 +39,16 @@ export function formatStatus(st: ClusterStatus): string {
     `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
     `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,
   ].join('\n');
+}
+
+/** Multi-host: the agents, the controller and etcd, in a few words. */
+function multiHostLine(st: ClusterStatus): string {
+  const hosts = st.hosts!;
+  const up = hosts.filter((h) => h.reachable).length;
+  const down = hosts.filter((h) => !h.reachable).map((h) => h.name);
+  const members = st.dcs?.members ?? [];
+  const etcd = st.dcs ? `etcd ${st.dcs.healthy ? 'healthy' : 'NOT healthy'} (${members.filter((m) => m.healthy).length} of ${members.length} members)` : 'etcd unknown';
+  return `agents ${up} of ${hosts.length}${down.length > 0 ? ` (not answering: ${down.join(', ')})` : ''}, controller ${st.controller ?? 'none'}, ${etcd}`;
 }
 
 /** The endpoint's DSN when the daemon runs it, else the primary's own. */

@@ -1,7 +1,6 @@
 import { stopDaemon } from '../daemon/spawn.js';
 import { currentPrimaryName, type ClusterContext } from './context.js';
 import { destroyLab } from './lab.js';
-import { stopNode } from './lifecycle.js';
 import type { Log } from './provision.js';
 import { stopQueryNodes } from '../logical/query-node.js';
 
@@ -11,10 +10,10 @@ import { stopQueryNodes } from '../logical/query-node.js';
  */
 export async function down(ctx: ClusterContext, log: Log): Promise<void> {
   if (await stopDaemon(ctx)) log('daemon: stopped');
-  const primary = currentPrimaryName(ctx);
+  const primary = await currentPrimaryName(ctx);
   const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
   for (const node of ordered) {
-    const r = await stopNode(ctx, node);
+    const r = await ctx.control(node).stop();
     log(`${node.name}: ${r}`);
   }
   await stopQueryNodes(ctx, log);

@@ -1,6 +1,5 @@
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
-import { postmasterPid } from '../postgres/control.js';
 import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
@@ -8,6 +7,7 @@ import { readSecrets } from './secrets.js';
 import { daemonPid } from '../daemon/spawn.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
+import { multiHostStatus, type DcsStatus, type HostStatus } from '../agent/cluster-ops.js';
 import { PGMAESTRO_VERSION } from '../version.js';
 import { ARCHIVER_SLOT } from '../ha/promote.js';
 import { logicalSummary, type QueryNodeSummary, type SubscriptionSummary } from '../logical/status.js';
@@ -38,7 +38,10 @@ export interface NodeStatus {
   readonly name: string;
   readonly role: Role;
   readonly reachable: boolean;
+  /** Multi-host: the host (hosts[].name) the node runs on; otherwise its service address, as before hosts existed. */
   readonly host: string;
+  /** The service address. */
+  readonly address: string;
   readonly port: number;
   readonly data_dir: string;
   readonly pid: number | null;
@@ -65,7 +68,11 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly query?: string };
+  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly query?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
+  /** Multi-host only. */
+  readonly hosts?: readonly HostStatus[];
+  readonly controller?: string | null;
+  readonly dcs?: DcsStatus;
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
@@ -92,8 +99,8 @@ interface Probe {
 /** Observes every node in parallel. A node that is stopped or unreachable is reported `down`, never raised. */
 export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus> {
   const secrets = readSecrets(ctx.cfg);
-  const primaryName = currentPrimaryName(ctx);
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const primaryName = await currentPrimaryName(ctx);
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   const probes = await Promise.all(
     ctx.cfg.nodes.map(async (n): Promise<Probe | Error> => {
       if (!secrets) return new Error('never provisioned');
@@ -108,7 +115,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const primaryProbe = byName.get(primaryName);
   const primaryOk = primaryProbe instanceof Error || primaryProbe === undefined || primaryProbe.inRecovery ? null : primaryProbe;
 
-  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
+  const pids = await Promise.all(ctx.cfg.nodes.map(async (n) => (await ctx.control(n).inspect()).pid));
+  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name), pids[i]));
   const dpid = daemonPid(ctx);
   const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
   let archive: ArchiveStatus | null = null;
@@ -122,6 +130,24 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     // a missing or unreadable repository does not make status fail
   }
   const logical = (ctx.cfg.queryNodes?.length ?? 0) > 0 || (ctx.cfg.logical?.subscriptions.length ?? 0) > 0 ? await logicalSummary(ctx) : null;
+  const multi = ctx.cfg.dcs ? await multiHostStatus(ctx) : null;
+  const byHost: Record<string, string> = {};
+  for (const h of multi?.hosts ?? []) {
+    const n = ctx.cfg.nodes.find((x) => x.host === h.name);
+    if (n && h.reachable) byHost[h.name] = `${n.service}:${ctx.cfg.endpoint.port}`;
+  }
+  // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
+  const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
+  const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
+  const daemonEndpoints =
+    dpid !== null
+      ? {
+          rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`,
+          ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}),
+          ...(ctx.cfg.queryEndpoint && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { query: `${ctx.cfg.queryEndpoint.host}:${ctx.cfg.queryEndpoint.port}` } : {}),
+        }
+      : {};
+  const endpoints = multi ? (rw ? { rw, rw_by_host: byHost } : {}) : daemonEndpoints;
   return {
     version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,
@@ -130,14 +156,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
     daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints:
-      dpid !== null
-        ? {
-            rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`,
-            ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}),
-            ...(ctx.cfg.queryEndpoint && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { query: `${ctx.cfg.queryEndpoint.host}:${ctx.cfg.queryEndpoint.port}` } : {}),
-          }
-        : {},
+    endpoints,
+    ...(multi ? { hosts: multi.hosts, controller: multi.controller, dcs: multi.dcs } : {}),
     archive,
     backups,
     nodes,
@@ -152,8 +172,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   };
 }
 
-function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean): NodeStatus {
-  const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid: postmasterPid(n.dataDir), dsn: nodeDsn(ctx, n) };
+function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean, pid: number | null): NodeStatus {
+  const base = { name: n.name, host: n.host ?? n.service, address: n.service, port: n.port, data_dir: n.dataDir, pid, dsn: nodeDsn(ctx, n) };
   if (p instanceof Error) {
     return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: [], error: p.message };
   }

@@ -20,6 +20,9 @@ const address = z
 
 const port = z.number().int().min(1).max(65535);
 
+const hostName = z.string().regex(/^[a-z][a-z0-9]{0,9}$/, 'lower-case letters and digits, starting with a letter, at most 10 characters');
+const hostPort = z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port');
+
 export const tagsSchema = z
   .object({
     nofailover: z.boolean().default(false).describe('never promote this node'),
@@ -52,6 +55,7 @@ export const nodeSchema = z
       .default([])
       .describe('query nodes only: indexes that exist only on this node, created after the initial copy'),
     extensions: z.array(z.string().regex(/^[a-z_][a-z0-9_-]{0,62}$/, 'an extension name')).default([]).describe('query nodes only: extensions its indexes need (pg_trgm for gin_trgm_ops is found by itself)'),
+    host: hostName.optional().describe('the host (hosts[].name) whose agent controls this node; required with dcs'),
   })
   .strict();
 
@@ -106,6 +110,37 @@ export const haSchema = z
       .describe("'quorum N': a commit is acknowledged once N replicas have it; failover then only promotes a replica holding every acknowledged commit"),
     isolation: z.enum(['none', 'netns']).default('none').describe("lab only (root): 'netns' runs each node in its own network namespace"),
     vip: z.string().optional().describe('virtual IP (CIDR) moved to the primary host: ip addr add + gratuitous ARP'),
+    loop_wait: seconds.default('1s').describe("the monitor's cycle: probes, decision, lease renewal"),
+  })
+  .strict();
+
+export const hostSchema = z
+  .object({
+    name: hostName,
+    agent: hostPort.describe("the agent's address on the admin network (HTTPS, mutual TLS)"),
+  })
+  .strict();
+
+export const etcdSchema = z
+  .object({
+    endpoints: z
+      .array(z.string().regex(/^https?:\/\/[0-9A-Za-z.:-]+:\d{1,5}$/, 'http(s)://host:port'))
+      .min(1)
+      .describe('client URLs of the etcd members (v3 API)'),
+    tls: z
+      .object({ ca: z.string(), cert: z.string(), key: z.string() })
+      .strict()
+      .optional()
+      .describe("TLS for etcd itself (files; relative paths are relative to the config file)"),
+    ttl: seconds.default('10s').describe('primary and controller leases: a primary cut off from etcd refuses writes before this runs out, and nobody is promoted before it has'),
+    retry_timeout: seconds.default('2s').describe('how long one etcd request may take before it counts as failed'),
+    lab_members: z.boolean().default(false).describe("lab only (ha.isolation: netns): up runs one etcd member per endpoint, in a lab host named by the endpoint's host"),
+  })
+  .strict();
+
+export const dcsSchema = z
+  .object({
+    etcd: etcdSchema,
   })
   .strict();
 
@@ -214,7 +249,9 @@ export const configSchema = z
       .default(['127.0.0.1/32'])
       .describe('networks allowed to connect to databases (pg_hba.conf); replication is always limited to the nodes'),
     postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
-    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, auto_reclone: true, synchronous: 'off', isolation: 'none' }),
+    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, auto_reclone: true, synchronous: 'off', isolation: 'none', loop_wait: '1s' }),
+    dcs: dcsSchema.optional().describe('several hosts: state and leases in etcd, one agent per host (without it: one daemon, state on local disk)'),
+    hosts: z.array(hostSchema).optional().describe('the hosts the nodes run on, each with its agent; required with dcs'),
     endpoints: endpointsSchema.default({}),
     backup: backupSchema.default({ repository: 'backups', compression: 'none', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
     logical: logicalSchema.default({ role: 'pgm_logical', slot_warn: '1GB', publications: [], subscriptions: [] }),
@@ -232,5 +269,6 @@ export const overrideSchema = z
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawNode = z.infer<typeof nodeSchema>;
+export type RawOverride = z.infer<typeof overrideSchema>;
 export type Settings = z.infer<typeof settingsSchema>;
 export type RawLogical = z.infer<typeof logicalSchema>;

@@ -17,6 +17,31 @@ export interface NodeConfig {
   /** The settings that came from the override file (they win over the inline ones). */
   readonly overrideKeys: readonly string[];
   readonly vipInterface: string | null;
+  /** The host whose agent controls the node (multi-host); null without dcs. */
+  readonly host: string | null;
+}
+
+/** A host of a multi-host cluster: where its agent listens (HTTPS, mutual TLS). */
+export interface HostConfig {
+  readonly name: string;
+  readonly agent: { readonly host: string; readonly port: number };
+}
+
+export interface EtcdConfig {
+  readonly endpoints: readonly string[];
+  /** Absolute paths; null: plain HTTP to etcd. */
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string } | null;
+  /** Primary and controller leases. */
+  readonly ttlMs: number;
+  /** One etcd request's timeout. */
+  readonly retryTimeoutMs: number;
+  /** Lab only: up runs the members itself, one per endpoint, in lab hosts named by the endpoints. */
+  readonly labMembers: boolean;
+}
+
+export interface DcsConfig {
+  readonly kind: 'etcd';
+  readonly etcd: EtcdConfig;
 }
 
 /** A query node: an independent server fed by logical replication (never a member that can be promoted). */
@@ -120,6 +145,8 @@ export interface HaConfig {
   readonly quorum: number | null;
   readonly isolation: 'none' | 'netns';
   readonly vip: string | null;
+  /** The monitor's cycle (probes, decision, lease renewal). */
+  readonly loopWaitMs: number;
 }
 
 export interface ClusterConfig {
@@ -152,4 +179,12 @@ export interface ClusterConfig {
   readonly logical?: LogicalConfig;
   /** The read-only endpoint over the query nodes; null or absent when there is none. */
   readonly queryEndpoint?: { readonly host: string; readonly port: number } | null;
+  /** Several hosts: state and leases in etcd; null in the single-daemon mode. */
+  readonly dcs: DcsConfig | null;
+  readonly hosts: readonly HostConfig[];
+  /**
+   * The configuration as written (defaults applied, paths as in the file) and
+   * every node's override file: what every host must agree on, compared by checksum.
+   */
+  readonly canonical: Readonly<Record<string, unknown>>;
 }

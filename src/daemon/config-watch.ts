@@ -19,6 +19,8 @@ export class LiveConfig {
   constructor(
     private ctx: ClusterContext,
     private readonly log: (line: string) => void,
+    /** How to open the changed configuration (an agent opens it for its host, keeping its store). */
+    private readonly reopen: (file: string) => Promise<ClusterContext> = (file) => openCluster(loadConfig(file), (l) => this.log(l)),
   ) {
     this.stamp = stampOf(ctx);
   }
@@ -27,7 +29,7 @@ export class LiveConfig {
     const now = stampOf(this.ctx);
     if (now === this.stamp) return this.ctx;
     try {
-      const next = await openCluster(loadConfig(this.ctx.cfg.file), (l) => this.log(l));
+      const next = await this.reopen(this.ctx.cfg.file);
       this.ctx = next;
       this.stamp = stampOf(next);
       this.reported = '';

@@ -3,7 +3,7 @@ import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
 import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
-import { rollingRestart } from '../ha/restart.js';
+import { restartOptions, rollingRestart } from '../ha/restart.js';
 import { PgmError } from '../errors.js';
 import { Endpoint } from '../ha/endpoint.js';
 import type { PrimaryHooks } from '../ha/failover.js';
@@ -36,7 +36,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
   let web: ConsoleService | null = null;
   const event = (sentence: string) => {
-    recordEvent(ctx, sentence);
+    recordEvent(ctx, sentence).catch((err: Error) => log(`cannot record the event: ${err.message}`));
     log(sentence);
     web?.refresh(); // the console shows it now, not at its next observation
   };
@@ -62,8 +62,8 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     log(`cannot listen on the query endpoint: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
     return null;
   });
-  const st = ctx.store.read();
-  const primary = currentPrimaryName(ctx);
+  const st = await ctx.store.read();
+  const primary = await currentPrimaryName(ctx);
   await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
 
   // 2. the monitor, and the control socket whose commands pause it
@@ -81,7 +81,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, (c) => rejoinCommand(c, String(b.node), event)),
     restart: (b) =>
       operator('pgmaestro restart', b, (c) =>
-        rollingRestart(c, requireSecrets(c), { nodes: Array.isArray(b.nodes) ? b.nodes.map(String) : [], pending: b.pending === true, primary: b.primary === 'in-place' || b.primary === 'switchover' ? b.primary : 'auto' }, hooks, event),
+        rollingRestart(c, requireSecrets(c), restartOptions(b), hooks, event),
       ),
   });
   function lockWait(v: unknown): number | null {

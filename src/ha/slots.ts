@@ -2,12 +2,10 @@ import fs from 'node:fs';
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
-import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { withClient, type SqlTarget } from '../postgres/sql.js';
 import { cloneReplica } from '../cluster/clone.js';
 import { adminTarget, currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { waitHealthy } from '../cluster/health.js';
-import { startNode } from '../cluster/lifecycle.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { formatBytes } from '../util/format.js';
 import { ARCHIVER_SLOT } from './promote.js';
@@ -126,7 +124,7 @@ export async function observeSlots(ctx: ClusterContext, target: SqlTarget): Prom
 /** The replicas (not fenced) whose slot on the primary is lost. */
 export async function replicasWithLostSlots(ctx: ClusterContext, primary: NodeConfig, secrets: Secrets): Promise<string[]> {
   const { slots } = await observeSlots(ctx, adminTarget(ctx, primary, secrets));
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   return slots.filter((s) => s.kind === 'replica' && s.walStatus === 'lost' && s.node !== primary.name && !fenced.has(s.node!)).map((s) => s.node!);
 }
 
@@ -148,15 +146,20 @@ export async function recreateSlot(ctx: ClusterContext, primary: NodeConfig, nod
  * Rebuilds a replica whose slot was lost: stop it, give it a fresh slot,
  * clone it afresh from the primary (its old data kept aside until the clone
  * is complete and streaming, then removed: a replica holds nothing the
- * primary lacks), start it and wait until it streams. The caller holds the
- * cluster lock.
+ * primary lacks), start it and wait until it streams — on the replica's own
+ * host (its node control). The caller holds the cluster lock.
  */
-export async function reclone(ctx: ClusterContext, secrets: Secrets, nodeName: string, log: (line: string) => void): Promise<string> {
+export async function reclone(ctx: ClusterContext, nodeName: string, log: (line: string) => void): Promise<string> {
   const node = findNode(ctx.cfg, nodeName);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   if (node.name === primary.name) throw new PgmError('usage', `${node.name} is the primary; only a replica is rebuilt.`, { hint: 'name a replica.' });
+  return ctx.control(node).reclone(primary.name, log);
+}
+
+/** reclone's work on the node's host (local node control). */
+export async function recloneHere(ctx: ClusterContext, node: NodeConfig, primary: NodeConfig, secrets: Secrets, log: (line: string) => void): Promise<string> {
   const started = Date.now();
-  if (postmasterRunning(node.dataDir)) await pgStop(ctx.bins, ctx.user, node.dataDir, 'fast', 60);
+  await ctx.control(node).stop('fast', 60);
   const aside = `${node.dataDir}.lost-slot-${process.pid}`;
   fs.rmSync(aside, { recursive: true, force: true });
   fs.rmSync(`${aside}_tablespaces`, { recursive: true, force: true });
@@ -164,7 +167,7 @@ export async function reclone(ctx: ClusterContext, secrets: Secrets, nodeName: s
   if (fs.existsSync(`${node.dataDir}_tablespaces`)) fs.renameSync(`${node.dataDir}_tablespaces`, `${aside}_tablespaces`);
   try {
     const r = await cloneWithFreshSlot(ctx, node, primary, secrets, log);
-    await startNode(ctx, node);
+    await ctx.control(node).start();
     await waitHealthy(ctx, primary, [node], secrets, 120_000);
     fs.rmSync(aside, { recursive: true, force: true });
     fs.rmSync(`${aside}_tablespaces`, { recursive: true, force: true });
@@ -218,7 +221,7 @@ export class SlotWatch {
     this.busy = true;
     try {
       const secrets = requireSecrets(this.ctx);
-      const primary = findNode(this.ctx.cfg, currentPrimaryName(this.ctx));
+      const primary = findNode(this.ctx.cfg, await currentPrimaryName(this.ctx));
       const { slots, boundBytes } = await observeSlots(this.ctx, adminTarget(this.ctx, primary, secrets));
       const { levels, sentences } = slotSentences(this.levels, slots, boundBytes, primary.name, this.ctx.cfg.logical?.slotWarnBytes ?? null);
       this.levels = levels;
@@ -226,7 +229,7 @@ export class SlotWatch {
       // subscribers wait only for standbys that can take over; every tenth round, old primaries drop their own stale subscription slots
       for (const s of await reconcileFailoverSlots(this.ctx, secrets, { replicas: this.rounds++ % 10 === 0 })) this.event(s);
       if (!this.ctx.cfg.ha.autoReclone) return;
-      const fenced = new Set(this.ctx.store.read()?.fenced ?? []);
+      const fenced = new Set((await this.ctx.store.read())?.fenced ?? []);
       for (const s of slots) {
         if (s.kind !== 'replica' || s.walStatus !== 'lost' || s.node === primary.name || fenced.has(s.node!)) continue;
         let lock;
@@ -236,7 +239,7 @@ export class SlotWatch {
           continue; // another command holds the cluster; next time
         }
         try {
-          this.event(await reclone(this.ctx, secrets, s.node!, (l) => this.event(l)));
+          this.event(await reclone(this.ctx, s.node!, (l) => this.event(l)));
           this.levels.delete(s.name);
         } catch (err) {
           this.event(`rebuilding ${s.node} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { adminTarget, type ClusterContext } from '../cluster/context.js';
-import { applyNodeFiles, checkPlanned, plannedRoles } from '../cluster/reload.js';
+import { checkPlanned, describe, plannedRoles } from '../cluster/reload.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { PgmError } from '../errors.js';
 import { quoteIdent, withClient } from '../postgres/sql.js';
@@ -119,10 +119,16 @@ export async function logicalApply(ctx: ClusterContext, secrets: Secrets, opts: 
 
 /** The members' (and query nodes') files, checked by PostgreSQL, written and reloaded where they changed; returns how many nodes changed. */
 async function applyMemberFiles(ctx: ClusterContext, secrets: Secrets, log: Log): Promise<number> {
-  const plans = plannedRoles(ctx, new Set((await ctx.store.read())?.fenced ?? []));
+  const plans = await plannedRoles(ctx, new Set((await ctx.store.read())?.fenced ?? []));
   await checkPlanned(ctx, plans);
   let n = 0;
-  for (const { node, role } of plans) if ((await applyNodeFiles(ctx, node, role, secrets, log)).outcome !== 'unchanged') n++;
+  for (const { node, role } of plans) {
+    // on the node's host, as `reload` does: written, reloaded where it runs, and what took effect said
+    const change = await ctx.control(node).configure(role);
+    const line = describe(change);
+    if (line) log(line);
+    if (change.outcome !== 'unchanged') n++;
+  }
   return n;
 }
 

@@ -2,7 +2,6 @@ import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '
 import type { Secrets } from '../cluster/secrets.js';
 import { slotName } from '../config/render.js';
 import type { NodeConfig } from '../config/types.js';
-import { postmasterRunning } from '../postgres/control.js';
 import { quoteLiteral, withClient } from '../postgres/sql.js';
 
 /**
@@ -87,7 +86,9 @@ export async function reconcileFailoverSlots(ctx: ClusterContext, secrets: Secre
   }
   if (!opts.replicas) return out;
   const names = (ctx.cfg.logical?.subscriptions ?? []).map((s) => s.name);
-  for (const n of ctx.cfg.nodes.filter((x) => x.name !== primary.name && !fenced.has(x.name) && postmasterRunning(x.dataDir))) {
+  for (const n of ctx.cfg.nodes.filter((x) => x.name !== primary.name && !fenced.has(x.name))) {
+    // asked on its host (multi-host: through its agent), never a connection to a node that is down
+    if ((await ctx.control(n).inspect()).pid === null) continue;
     try {
       const dropped = await withClient(adminTarget(ctx, n, secrets), async (c) => {
         const r = await c.query<{ slot_name: string }>(

@@ -1,12 +1,8 @@
 import type { QueryNodeConfig } from '../config/types.js';
-import { postmasterRunning } from '../postgres/control.js';
 import type { ClusterContext } from '../cluster/context.js';
-import { inspectDataDir, type DataDirState } from '../cluster/datadir.js';
-import { assertPortFree } from '../cluster/ports.js';
-import { configureAndStart, initPrimary, type Log } from '../cluster/provision.js';
+import type { DataDirState } from '../cluster/datadir.js';
+import { configureAndStart, type Log } from '../cluster/provision.js';
 import { checkPlanned } from '../cluster/reload.js';
-import type { Secrets } from '../cluster/secrets.js';
-import { stopNode } from '../cluster/lifecycle.js';
 
 /**
  * Query nodes: independent servers (their own system identifier, never a
@@ -20,13 +16,10 @@ export function queryNodes(ctx: ClusterContext): readonly QueryNodeConfig[] {
   return ctx.cfg.queryNodes ?? [];
 }
 
-/** `up`, before anything is written: each query node's data directory is empty or its own, its port free, its configuration accepted by PostgreSQL. */
+/** `up`, before anything is written: each query node's data directory is empty or its own, its port free, its configuration accepted by PostgreSQL (through its node control, as the members). */
 export async function preflightQueryNodes(ctx: ClusterContext): Promise<Map<string, DataDirState>> {
   const states = new Map<string, DataDirState>();
-  for (const node of queryNodes(ctx)) {
-    states.set(node.name, inspectDataDir(ctx.cfg, node));
-    if (!postmasterRunning(node.dataDir)) await assertPortFree(node, ctx.cfg.file);
-  }
+  for (const node of queryNodes(ctx)) states.set(node.name, await ctx.control(node).preflight());
   await checkPlanned(
     ctx,
     queryNodes(ctx).filter((n) => states.get(n.name)?.kind === 'ours').map((node) => ({ node, role: { kind: 'query' } as const })),
@@ -35,17 +28,17 @@ export async function preflightQueryNodes(ctx: ClusterContext): Promise<Map<stri
 }
 
 /** `up`, once the members are up: initialise the query nodes that have no data, apply their files and start them. Idempotent. */
-export async function provisionQueryNodes(ctx: ClusterContext, secrets: Secrets, states: ReadonlyMap<string, DataDirState>, log: Log): Promise<void> {
+export async function provisionQueryNodes(ctx: ClusterContext, states: ReadonlyMap<string, DataDirState>, log: Log): Promise<void> {
   for (const node of queryNodes(ctx)) {
     if (states.get(node.name)?.kind === 'empty') {
-      await initPrimary(ctx, node, secrets, { kind: 'query' });
+      await ctx.control(node).initPrimary('query');
       log(`${node.name}: initialised a new PostgreSQL ${ctx.bins.version} query node in ${node.dataDir} (its own database system, fed by logical replication)`);
     }
-    await configureAndStart(ctx, node, { kind: 'query' }, secrets, log);
+    await configureAndStart(ctx, node, { kind: 'query' }, log);
   }
 }
 
 /** `down`: the query nodes stop after the members. */
 export async function stopQueryNodes(ctx: ClusterContext, log: Log): Promise<void> {
-  for (const node of queryNodes(ctx)) log(`${node.name}: ${await stopNode(ctx, node)}`);
+  for (const node of queryNodes(ctx)) log(`${node.name}: ${await ctx.control(node).stop()}`);
 }

@@ -17,7 +17,7 @@ export async function preflightLogical(ctx: ClusterContext): Promise<Map<string,
 
 export async function upLogical(ctx: ClusterContext, states: ReadonlyMap<string, DataDirState>, log: Log): Promise<void> {
   const secrets = ensureSecrets(ctx.cfg, ctx.user);
-  if (queryNodes(ctx).length > 0) await provisionQueryNodes(ctx, secrets, states, log);
+  if (queryNodes(ctx).length > 0) await provisionQueryNodes(ctx, states, log);
   const lg = ctx.cfg.logical;
   if (!lg || (lg.publications.length === 0 && lg.subscriptions.length === 0)) return;
   await logicalApply(ctx, secrets, { dryRun: false, prune: false, wait: true, copyTimeoutMs: 600_000 }, log);

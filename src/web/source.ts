@@ -4,7 +4,7 @@ import type { BackupInfo, WalEntry } from '../backup/types.js';
 import type { ClusterContext } from '../cluster/context.js';
 import { clusterStatus, type ClusterStatus } from '../cluster/status.js';
 import type { BackupConfig } from '../config/types.js';
-import { eventsFile, readEvents, type EventRecord } from '../daemon/events.js';
+import { readEvents, type EventRecord } from '../daemon/events.js';
 import type { RecoveryAnalysis } from './timeline.js';
 
 /**
@@ -77,7 +77,7 @@ export function clusterSource(ctx: ClusterContext, hooks: SourceHooks = {}): Con
         error = `the cluster could not be observed: ${(err as Error).message}`;
       }
       const repository = repo.read(hooks.analysis);
-      return { at, status, error, events: events.read(), repository, endpoints: safe(() => hooks.endpoints?.() ?? [], []), monitor: safe(() => hooks.monitor?.() ?? null, null) };
+      return { at, status, error, events: await events.read(), repository, endpoints: safe(() => hooks.endpoints?.() ?? [], []), monitor: safe(() => hooks.monitor?.() ?? null, null) };
     },
   };
 }
@@ -90,22 +90,16 @@ function safe<T>(f: () => T, fallback: T): T {
   }
 }
 
-/** The event log, re-read only when the file changed. */
+/** The event log, newest first, from the state store (a file in the lab, etcd on several hosts); the last one read when the store does not answer. */
 class EventTail {
-  private key = '';
   private cached: readonly EventRecord[] = [];
   constructor(private readonly ctx: ClusterContext) {}
 
-  read(): readonly EventRecord[] {
+  async read(): Promise<readonly EventRecord[]> {
     try {
-      const st = fs.statSync(eventsFile(this.ctx));
-      const key = `${st.size}:${st.mtimeMs}`;
-      if (key !== this.key) {
-        this.cached = readEvents(this.ctx, EVENTS_SHOWN).reverse();
-        this.key = key;
-      }
+      this.cached = (await readEvents(this.ctx, EVENTS_SHOWN)).reverse();
     } catch {
-      // no event yet, or a line being appended: keep what we had
+      // the store does not answer now (or a line is being appended): keep what we had
     }
     return this.cached;
   }

@@ -9,7 +9,7 @@ const policy: BackupConfig = { repository: '/r', compression: 'none', retentionM
 
 function node(name: string, over: Partial<NodeStatus>): NodeStatus {
   return {
-    name, role: 'replica', reachable: true, host: '127.0.0.1', port: 5432, data_dir: `/d/${name}`, pid: 10, timeline: 2, lsn: '0/3000100', receive_lsn: null,
+    name, role: 'replica', reachable: true, host: '127.0.0.1', address: '127.0.0.1', port: 5432, data_dir: `/d/${name}`, pid: 10, timeline: 2, lsn: '0/3000100', receive_lsn: null,
     lag_bytes: 0, lag_seconds: 0, upstream: 'node1', slot: null, pending_restart: [], dsn: `postgresql://postgres@127.0.0.1:5432/postgres`, error: null, ...over,
   };
 }

@@ -31,4 +31,9 @@ export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('
  *   26100-26899 cluster, bad input, WAL, backup tests (endpoints 27100-27899, consoles 28100-28899)
  *   27000-27099 endpoint and VIP tests (no cluster)
  *   29000-29499 HA tests (endpoints 30000-30499, consoles 31000-31499)
+ *   19000-19499 multi-host test clusters (endpoints 20000-20499, consoles 21000-21499):
+ *               19000 main test, 19100 fault campaign, 19200 benchmark (never with the suite)
+ *   19500-19999 their agents (19510, campaign 19610, benchmark 19710) and etcd members (19520,
+ *               campaign 19620, benchmark 19720; peers +1), benchmark Patroni 19730 and HAProxy 19740,
+ *               inside lab namespaces named mh*
  */

@@ -34,7 +34,7 @@ async function heldBy(kind: 'cluster' | 'repository', command: RegExp): Promise<
   const locks = lockManager(loadConfig(c.file));
   let pid = 0;
   await c.until(`${kind} lock held by ${command}`, async () => {
-    const h = locks.holder(kind);
+    const h = await locks.holder(kind);
     if (!h || !command.test(h.command) || !processAlive(h.pid)) return false;
     pid = h.pid;
     return true;
