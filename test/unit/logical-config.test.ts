@@ -95,6 +95,17 @@ test('bad logical configuration is refused with the key and what to do', () => {
   refused(base + logical + 'endpoints:\n  query: 127.0.0.1:6001\n', /endpoints\.query: 127\.0\.0\.1:6001 is also node node1's port/);
 });
 
+test('multi-host (dcs): query nodes are refused until an agent can run them; a subscription by dsn loads', () => {
+  const hosted = (text: string) => `cluster: demo\ndcs:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\nhosts:\n  - { name: a, agent: 127.0.0.1:8008 }\n${text.replace(/    port: (\d+)\n/g, '    host: a\n    port: $1\n')}`;
+  refused(hosted(nodes) + logical, /nodes\[2\]\.kind: query nodes cannot run in a multi-host cluster \(dcs\) yet.*HINT: subscribe an independent server by dsn/);
+  const physical = nodes.slice(0, nodes.indexOf('  - name: query1'));
+  const dsnOnly = logical.slice(0, logical.indexOf('    - name: sales_query')) + logical.slice(logical.indexOf('    - name: sales_ext'));
+  const cfg = loadConfig(file(hosted(physical) + dsnOnly));
+  assert.equal(cfg.queryNodes?.length, 0);
+  assert.deepEqual(cfg.logical?.subscriptions.map((x) => [x.name, x.target.kind]), [['sales_ext', 'dsn']]);
+  assert.equal(cfg.dcs?.kind, 'etcd');
+});
+
 test('index statements: name, schema and table, or nothing', () => {
   assert.deepEqual(parseIndexStatement('create index concurrently if not exists ix ON only app.t using gin (x)'), { name: 'ix', schema: 'app', table: 't' });
   assert.equal(parseIndexStatement('CREATE INDEX a ON t (x); DROP TABLE t'), null);
