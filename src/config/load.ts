@@ -159,6 +159,7 @@ function checkHosts(file: string, raw: RawConfig, hosts: HostConfig[]): void {
     if (k !== i) fail(`hosts[${i}].agent`, `hosts ${hosts[k].name} and ${h.name} have the same agent address`, 'give every agent its own address.');
   });
   raw.nodes.forEach((n, i) => {
+    if (n.kind === 'query') return; // refused with dcs, in its own sentence (splitKinds)
     if (n.host === undefined) fail(`nodes[${i}].host`, `node ${n.name} names no host, and with dcs every node runs on one`, `set nodes[${i}].host to one of: ${hosts.map((h) => h.name).join(', ')}.`);
     if (!hosts.some((h) => h.name === n.host)) fail(`nodes[${i}].host`, `'${n.host}' is not a configured host`, `use one of: ${hosts.map((h) => h.name).join(', ')}, or add it to hosts.`);
   });

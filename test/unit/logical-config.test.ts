@@ -98,6 +98,7 @@ test('bad logical configuration is refused with the key and what to do', () => {
 test('multi-host (dcs): query nodes are refused until an agent can run them; a subscription by dsn loads', () => {
   const hosted = (text: string) => `cluster: demo\ndcs:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\nhosts:\n  - { name: a, agent: 127.0.0.1:8008 }\n${text.replace(/    port: (\d+)\n/g, '    host: a\n    port: $1\n')}`;
   refused(hosted(nodes) + logical, /nodes\[2\]\.kind: query nodes cannot run in a multi-host cluster \(dcs\) yet.*HINT: subscribe an independent server by dsn/);
+  refused(hosted(nodes).replace('    host: a\n    port: 6003', '    port: 6003') + logical, /nodes\[2\]\.kind: query nodes cannot run in a multi-host cluster/);
   const physical = nodes.slice(0, nodes.indexOf('  - name: query1'));
   const dsnOnly = logical.slice(0, logical.indexOf('    - name: sales_query')) + logical.slice(logical.indexOf('    - name: sales_ext'));
   const cfg = loadConfig(file(hosted(physical) + dsnOnly));
