@@ -47,6 +47,8 @@ export type ErrorCode =
   | 'backup.corrupt'
   | 'restore.out_of_range'
   | 'restore.failed'
+  | 'logical.refused'
+  | 'logical.failed'
   | 'tool.missing'
   | 'tool.failed'
   | 'system.error'
@@ -95,6 +97,7 @@ const BAD_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'backup.unknown',
   'backup.unsupported',
   'restore.out_of_range',
+  'logical.refused',
 ]);
 
 /** Exit statuses (README, "Exit status"): 2 for bad input, 1 for failures while working. */

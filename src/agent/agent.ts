@@ -83,7 +83,8 @@ class Agent {
   private view: ClusterView & { holder: string | null } = { state: null, paused: false, agents: [], holder: null };
   private primaryLsn: bigint | null = null;
   private failsafeFrom: { from: string; at: number } | null = null;
-  private pendingEvents: { sentence: string; at: Date }[] = [];
+  private pendingEvents: { sentence: string; at: Date; id: number }[] = [];
+  private eventId = 0;
   private readonly wakeups = new Set<() => void>();
 
   constructor(
@@ -267,7 +268,7 @@ class Agent {
     this.notePrimaryLsn(st, members);
     await this.publish();
     while (this.pendingEvents.length > 0) {
-      await this.store.appendEvent(this.pendingEvents[0].sentence, this.pendingEvents[0].at);
+      await this.store.appendEvent(this.pendingEvents[0].sentence, this.pendingEvents[0].at, this.pendingEvents[0].id);
       this.pendingEvents.shift();
     }
     await this.lease.duty(st, stKv[0]?.modRevision ?? null);
@@ -383,11 +384,12 @@ class Agent {
   /** Records an event in etcd; kept in order and sent later while etcd does not answer. */
   private event(sentence: string): void {
     log(sentence);
-    const at = new Date();
+    // one id per event: a request that timed out although etcd recorded it is retried under the same key, so never recorded twice
+    const ev = { sentence, at: new Date(), id: this.eventId++ };
     if (this.etcdUp === false || this.pendingEvents.length > 0) {
-      this.pendingEvents.push({ sentence, at });
+      this.pendingEvents.push(ev);
       return;
     }
-    this.store.appendEvent(sentence, at).catch(() => this.pendingEvents.push({ sentence, at }));
+    this.store.appendEvent(ev.sentence, ev.at, ev.id).catch(() => this.pendingEvents.push(ev));
   }
 }

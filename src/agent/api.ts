@@ -107,7 +107,7 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
       case 'preflight':
         return control.preflight();
       case 'init-primary':
-        return control.initPrimary();
+        return control.initPrimary(body.kind === 'query' ? 'query' : 'primary');
       case 'check-config':
         return control.checkConfig(roleOf(body.role));
       case 'configure':
@@ -158,8 +158,9 @@ export function createAgentServer(ctx: ClusterContext, id: TlsIdentity, h: Agent
 function roleOf(v: unknown): RoleSpec {
   const r = v as { kind?: unknown; upstream?: unknown } | null;
   if (r?.kind === 'primary') return { kind: 'primary' };
+  if (r?.kind === 'query') return { kind: 'query' };
   if (r?.kind === 'replica' && typeof r.upstream === 'string') return { kind: 'replica', upstream: r.upstream };
-  throw new PgmError('usage', `the role ${JSON.stringify(v)} is neither a primary nor a replica of a named node.`, { hint: 'run the same version of pgmaestro on every host.' });
+  throw new PgmError('usage', `the role ${JSON.stringify(v)} is neither a primary, a replica of a named node nor a query node.`, { hint: 'run the same version of pgmaestro on every host.' });
 }
 
 /** A restore target as the wire carries it (a time as its ISO text). */

@@ -18,10 +18,10 @@ import { withLocks } from '../cluster/lock.js';
 
 /**
  * up: in the lab, the etcd members and agents first (and the certificates);
- * then, holding the cluster lock in etcd, provision through the agents; then
- * let the controllers act.
+ * then, holding the cluster lock in etcd, provision through the agents and
+ * run `thenUnderLock` (up's logical part); then let the controllers act.
  */
-export async function upMultiHost(ctx: ClusterContext, waitMs: number | null, log: (s: string) => void): Promise<void> {
+export async function upMultiHost(ctx: ClusterContext, waitMs: number | null, log: (s: string) => void, thenUnderLock?: () => Promise<void>): Promise<void> {
   if (ctx.lab) {
     for (const m of await ensureCerts(ctx.cfg)) log(`certs: created ${m}`);
     ensureSecrets(ctx.cfg, ctx.user);
@@ -29,7 +29,10 @@ export async function upMultiHost(ctx: ClusterContext, waitMs: number | null, lo
     await startAgents(ctx, log);
   }
   const store = ctx.store as EtcdStateStore;
-  await withLocks(ctx.locks, ['cluster'], 'pgmaestro up', waitMs, () => up(ctx, log));
+  await withLocks(ctx.locks, ['cluster'], 'pgmaestro up', waitMs, async () => {
+    await up(ctx, log);
+    await thenUnderLock?.();
+  });
   await store.client.txn([], [{ del: store.keys.paused }]);
 }
 

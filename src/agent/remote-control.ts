@@ -42,8 +42,8 @@ export class RemoteNodeControl implements NodeControl {
   preflight(): Promise<DataDirState> {
     return this.verb('preflight', {}, SHORT_MS);
   }
-  initPrimary(): Promise<void> {
-    return this.verb('init-primary', {}, SHORT_MS);
+  initPrimary(kind: 'primary' | 'query' = 'primary'): Promise<void> {
+    return this.verb('init-primary', { kind }, SHORT_MS);
   }
   checkConfig(role: RoleSpec): Promise<void> {
     return this.verb('check-config', { role }, SHORT_MS);

@@ -26,6 +26,8 @@ import { guardFiles, runGuard } from '../agent/guard.js';
 import { destroyLab } from '../cluster/lab.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
+import { registerLogicalCommands } from './logical.js';
+import { preflightLogical, upLogical } from '../logical/up.js';
 import { WAIT_FLAGS, WAIT_HELP, formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
@@ -72,12 +74,15 @@ program
     await withLocks(lockManager(cfg), ['cluster'], 'pgmaestro up', parseWait(o.wait), async () => {
       if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
       const ctx = await openCluster(cfg);
+      const queryStates = await preflightLogical(ctx);
+      // the members are up and watched, then the query nodes and what logical replication declares
       if (cfg.dcs) {
-        await upMultiHost(ctx, parseWait(o.wait), say);
+        await upMultiHost(ctx, parseWait(o.wait), say, () => upLogical(ctx, queryStates, say));
       } else {
         await up(ctx, say);
         const d = await ensureDaemon(ctx);
         say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.pid}, log ${ctx.paths.daemonLog})`);
+        await upLogical(ctx, queryStates, say);
       }
       say('');
       say(formatStatus(await clusterStatus(ctx)));
@@ -159,6 +164,7 @@ program
 
 registerBackupCommands(program);
 registerHaCommands(program);
+registerLogicalCommands(program);
 
 program
   .command('schema')

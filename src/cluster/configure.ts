@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { NODE_CONF, STANDBY_CONF, renderHba, renderNodeConf, renderSharedConf, renderStandbyConf } from '../config/render.js';
-import type { NodeConfig } from '../config/types.js';
+import { NODE_CONF, STANDBY_CONF, renderHba, renderNodeConf, renderQueryHba, renderQueryNodeConf, renderSharedConf, renderStandbyConf } from '../config/render.js';
+import type { NodeConfig, QueryNodeConfig } from '../config/types.js';
 import { writeIfChanged } from '../util/fsx.js';
 import type { ClusterContext } from './context.js';
 
-export type NodeRole = { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream: NodeConfig };
+/** What a node is: a member (primary, or a replica streaming from `upstream`) or a query node, an independent server fed by logical replication. */
+export type NodeRole = { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream: NodeConfig } | { readonly kind: 'query' };
 
 /** The files pgmaestro owns in a data directory, by name; null: the file must not exist (and standby.signal is empty). */
 export type RenderedFiles = Readonly<Record<string, string | null>>;
@@ -13,12 +14,21 @@ export type RenderedFiles = Readonly<Record<string, string | null>>;
 /** Renders (pure) what `node` in `role` gets in its data directory. */
 export function renderNodeFiles(ctx: ClusterContext, node: NodeConfig, role: NodeRole): RenderedFiles {
   const { cfg, bins } = ctx;
+  if (role.kind === 'query') {
+    return {
+      'postgresql.conf': renderSharedConf(cfg, bins.major),
+      [NODE_CONF]: renderQueryNodeConf(cfg, node as QueryNodeConfig),
+      'pg_hba.conf': renderQueryHba(cfg),
+      [STANDBY_CONF]: null,
+      'standby.signal': null,
+    };
+  }
   const replica = role.kind === 'replica';
   return {
     'postgresql.conf': renderSharedConf(cfg, bins.major),
     [NODE_CONF]: renderNodeConf(cfg, node),
     'pg_hba.conf': renderHba(cfg),
-    [STANDBY_CONF]: replica ? renderStandbyConf(cfg, node, role.upstream, ctx.paths.replicationPassfile) : null,
+    [STANDBY_CONF]: role.kind === 'replica' ? renderStandbyConf(cfg, node, role.upstream, ctx.paths.replicationPassfile) : null,
     'standby.signal': replica ? '' : null,
   };
 }

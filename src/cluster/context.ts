@@ -118,7 +118,7 @@ export function assertPathsReachable(ctx: ClusterContext): void {
     const b = blockingDir(target, ctx.user);
     if (b !== null) assertReachable(target, ctx.user, what, fix(b));
   };
-  for (const n of ctx.cfg.nodes) check(n.dataDir, `the data directory of ${n.name}`);
+  for (const n of [...ctx.cfg.nodes, ...(ctx.cfg.queryNodes ?? [])]) check(n.dataDir, `the data directory of ${n.name}`);
   check(ctx.paths.secretsDir, 'the secrets directory');
   check(ctx.paths.logsDir, 'the logs directory');
   check(ctx.cfg.backup.repository, 'the backup repository');

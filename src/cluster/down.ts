@@ -2,6 +2,7 @@ import { stopDaemon } from '../daemon/spawn.js';
 import { currentPrimaryName, type ClusterContext } from './context.js';
 import { destroyLab } from './lab.js';
 import type { Log } from './provision.js';
+import { stopQueryNodes } from '../logical/query-node.js';
 
 /**
  * `pgmaestro down`: stop the daemon, then the primary (its walsenders hand the
@@ -15,5 +16,6 @@ export async function down(ctx: ClusterContext, log: Log): Promise<void> {
     const r = await ctx.control(node).stop();
     log(`${node.name}: ${r}`);
   }
+  await stopQueryNodes(ctx, log);
   if (await destroyLab(ctx.paths.stateDir)) log('lab: network namespaces and bridge removed');
 }

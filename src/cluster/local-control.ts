@@ -35,7 +35,7 @@ export class LocalNodeControl implements NodeControl {
   ) {}
 
   private role(spec: RoleSpec): NodeRole {
-    return spec.kind === 'primary' ? spec : { kind: 'replica', upstream: findNode(this.ctx.cfg, spec.upstream) };
+    return spec.kind === 'replica' ? { kind: 'replica', upstream: findNode(this.ctx.cfg, spec.upstream) } : spec;
   }
 
   async inspect(): Promise<NodeInspection> {
@@ -50,7 +50,7 @@ export class LocalNodeControl implements NodeControl {
     return state;
   }
 
-  async initPrimary(): Promise<void> {
+  async initPrimary(kind: 'primary' | 'query' = 'primary'): Promise<void> {
     const { node, ctx } = this;
     const secrets = ensureSecrets(ctx.cfg, ctx.user);
     const partial = partialDir(node.dataDir);
@@ -64,7 +64,7 @@ export class LocalNodeControl implements NodeControl {
     } finally {
       fs.rmSync(pwfile, { force: true });
     }
-    writeNodeFiles(ctx, node, { kind: 'primary' }, partial);
+    writeNodeFiles(ctx, node, { kind }, partial);
     writeMarker(partial, ctx.cfg, node, readSystemIdentifier(partial)!, ctx.user);
     moveIntoPlace(partial, node.dataDir);
   }

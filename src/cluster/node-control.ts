@@ -25,8 +25,8 @@ export interface NodeControl {
   inspect(): Promise<NodeInspection>;
   /** up's check before anything is written: the data directory is empty or provably this node's, reachable by the OS user, the port free. Throws a PgmError otherwise. */
   preflight(): Promise<DataDirState>;
-  /** initdb into a partial directory, the node's files and marker, renamed into place. Only on an empty data directory. */
-  initPrimary(): Promise<void>;
+  /** initdb into a partial directory, the node's files (for a primary, or for a query node: a database system of its own) and marker, renamed into place. Only on an empty data directory. */
+  initPrimary(kind?: 'primary' | 'query'): Promise<void>;
   /**
    * PostgreSQL itself (`postgres -C` on a scratch copy, on the node's host)
    * reads the files `role` would give the node, when their settings differ
@@ -62,7 +62,7 @@ export interface NodeControl {
   logTail(lines?: number): Promise<string>;
 }
 
-export type RoleSpec = { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream: string };
+export type RoleSpec = { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream: string } | { readonly kind: 'query' };
 
 export interface NodeInspection {
   readonly reachable: boolean;
@@ -74,5 +74,5 @@ export interface NodeInspection {
 }
 
 export function roleSpec(role: NodeRole): RoleSpec {
-  return role.kind === 'primary' ? role : { kind: 'replica', upstream: role.upstream.name };
+  return role.kind === 'replica' ? { kind: 'replica', upstream: role.upstream.name } : role;
 }

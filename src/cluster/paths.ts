@@ -10,6 +10,9 @@ export interface ClusterPaths {
   readonly superuserPassfile: string;
   /** libpq passfile the replicas' primary_conninfo names. */
   readonly replicationPassfile: string;
+  /** The logical replication role's password, and the passfile query nodes' subscriptions name. */
+  readonly logicalPassword: string;
+  readonly logicalPassfile: string;
   readonly stateDir: string;
   readonly stateFile: string;
   readonly daemonPid: string;
@@ -28,6 +31,8 @@ export function clusterPaths(cfg: ClusterConfig): ClusterPaths {
     replicationPassword: path.join(secretsDir, 'replication.password'),
     superuserPassfile: path.join(secretsDir, 'superuser.pgpass'),
     replicationPassfile: path.join(secretsDir, 'replication.pgpass'),
+    logicalPassword: path.join(secretsDir, 'logical.password'),
+    logicalPassfile: path.join(secretsDir, 'logical.pgpass'),
     stateDir,
     stateFile: path.join(stateDir, 'state.json'),
     daemonPid: path.join(stateDir, 'daemon.pid'),

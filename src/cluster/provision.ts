@@ -111,9 +111,9 @@ function checkSameSystem(primary: NodeConfig, replicas: NodeConfig[], states: Ma
   }
 }
 
-async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: RoleSpec, log: Log): Promise<void> {
+/** A stopped node gets its files quietly, a running one says what its reload did; then it starts if it is stopped. Query nodes too (logical/query-node.ts). */
+export async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: RoleSpec, log: Log): Promise<void> {
   const control = ctx.control(node);
-  // a stopped node gets its files quietly; a running one says what its reload did
   const change = await control.configure(role);
   if (change.outcome === 'reloaded') log(describe(change)!);
   if ((await control.start()) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { pgReload, postmasterRunning } from '../postgres/control.js';
 import { withClient } from '../postgres/sql.js';
@@ -33,6 +35,8 @@ export async function plannedRoles(ctx: ClusterContext, fenced: ReadonlySet<stri
   return [
     { node: primary, role: { kind: 'primary' } },
     ...ctx.cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name)).map((n): PlannedRole => ({ node: n, role: { kind: 'replica', upstream: primary.name } })),
+    // a query node not provisioned yet gets its files from up
+    ...(ctx.cfg.queryNodes ?? []).filter((n) => fs.existsSync(path.join(n.dataDir, 'PG_VERSION'))).map((n): PlannedRole => ({ node: n, role: { kind: 'query' } })),
   ];
 }
 

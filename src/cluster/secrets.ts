@@ -43,7 +43,8 @@ export function readSecrets(cfg: ClusterConfig): Secrets | null {
   }
 }
 
-function readOrCreate(file: string, user: RunAs): string {
+/** A secret kept in `file` (0600, owned by the PostgreSQL OS user), generated the first time. */
+export function readOrCreate(file: string, user: RunAs): string {
   try {
     const existing = fs.readFileSync(file, 'utf8').trim();
     if (existing !== '') return existing;
@@ -55,7 +56,8 @@ function readOrCreate(file: string, user: RunAs): string {
   return secret;
 }
 
-function writeOwned(file: string, content: string, user: RunAs): void {
+/** Writes a secret file (0600, owned by the PostgreSQL OS user) unless it already holds `content`. */
+export function writeOwned(file: string, content: string, user: RunAs): void {
   try {
     if (fs.readFileSync(file, 'utf8') === content && (fs.statSync(file).mode & 0o777) === 0o600) return;
   } catch {

@@ -11,6 +11,7 @@ import type { WindowReport } from '../backup/window.js';
 import { multiHostStatus, type DcsStatus, type HostStatus } from '../agent/cluster-ops.js';
 import { PGMAESTRO_VERSION } from '../version.js';
 import { ARCHIVER_SLOT } from '../ha/promote.js';
+import { logicalSummary, type QueryNodeSummary, type SubscriptionSummary } from '../logical/status.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -68,7 +69,7 @@ export interface ClusterStatus {
   readonly postgres_version: string;
   readonly passfile: string;
   readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
+  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly query?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
   /** Multi-host only. */
   readonly hosts?: readonly HostStatus[];
   readonly controller?: string | null;
@@ -80,6 +81,10 @@ export interface ClusterStatus {
   readonly nodes: NodeStatus[];
   /** Every physical slot on the primary (the replicas' and the WAL archiver's); empty when the primary is down. */
   readonly slots: PrimarySlot[];
+  /** Nodes of kind query (independent servers fed by logical replication); absent when there are none. */
+  readonly query_nodes?: QueryNodeSummary[];
+  /** One record per declared subscription (the web console lists them); absent when none is declared. */
+  readonly subscriptions?: SubscriptionSummary[];
 }
 
 interface Probe {
@@ -132,6 +137,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   } finally {
     await repo?.close().catch(() => undefined);
   }
+  const logical = (ctx.cfg.queryNodes?.length ?? 0) > 0 || (ctx.cfg.logical?.subscriptions.length ?? 0) > 0 ? await logicalSummary(ctx) : null;
   const multi = ctx.cfg.dcs ? await multiHostStatus(ctx) : null;
   const byHost: Record<string, string> = {};
   for (const h of multi?.hosts ?? []) {
@@ -141,7 +147,14 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
   const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
   const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
-  const daemonEndpoints = dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`, ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}) } : {};
+  const daemonEndpoints =
+    dpid !== null
+      ? {
+          rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`,
+          ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}),
+          ...(ctx.cfg.queryEndpoint && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { query: `${ctx.cfg.queryEndpoint.host}:${ctx.cfg.queryEndpoint.port}` } : {}),
+        }
+      : {};
   const endpoints = multi ? (rw ? { rw, rw_by_host: byHost } : {}) : daemonEndpoints;
   return {
     version: PGMAESTRO_VERSION,
@@ -163,6 +176,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
           return { ...sl, kind: sl.name === ARCHIVER_SLOT ? 'archiver' : node ? 'replica' : 'other', node, retained_bytes: sl.restart_lsn ? Number(lsnDiff(primaryOk.lsn, parseLsn(sl.restart_lsn))) : null } as const;
         })
       : [],
+    ...(logical && logical.query_nodes.length > 0 ? { query_nodes: logical.query_nodes } : {}),
+    ...(logical && logical.subscriptions.length > 0 ? { subscriptions: logical.subscriptions } : {}),
   };
 }
 

@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { PgmError } from '../errors.js';
 import { configSchema, overrideSchema, type RawConfig, type RawOverride } from './schema.js';
 import { parseCompression } from '../backup/codec.js';
-import type { ClusterConfig, HostConfig, NodeConfig } from './types.js';
+import type { ClusterConfig, HostConfig, NodeConfig, QueryNodeConfig } from './types.js';
+import { queryNode, resolveLogical, subscriptionDatabases } from './load-logical.js';
 
 export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
 
@@ -22,7 +23,7 @@ export function loadConfig(file: string): ClusterConfig {
   const home = path.resolve(dir, raw.home ?? '.');
 
   const overrides: Record<string, RawOverride> = {};
-  const nodes = raw.nodes.map((n): NodeConfig => {
+  const all = raw.nodes.map((n): NodeConfig => {
     const overrideFile = path.join(dir, `pgmaestro.${n.name}.yaml`);
     const override = fs.existsSync(overrideFile) ? readYaml(overrideFile, overrideSchema) : { settings: {}, tags: undefined };
     if (fs.existsSync(overrideFile)) overrides[n.name] = override;
@@ -45,7 +46,8 @@ export function loadConfig(file: string): ClusterConfig {
   const hosts = (raw.hosts ?? []).map((h): HostConfig => ({ name: h.name, agent: splitHostPort(h.agent) }));
   checkHosts(file, raw, hosts);
 
-  checkCrossReferences(file, raw.nodes.map((n) => n.name), nodes, raw.primary);
+  checkCrossReferences(file, raw.nodes.map((n) => n.name), all, raw.primary);
+  const { nodes, queryNodes } = splitKinds(file, raw, all);
   checkReplicaMinimums(file, raw.postgres.settings, nodes, raw.primary ?? nodes[0].name);
   for (const [kind, expr] of Object.entries(raw.backup.schedule)) {
     try {
@@ -70,9 +72,19 @@ export function loadConfig(file: string): ClusterConfig {
     });
   }
 
-  const endpoint = parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000);
-  const consoleAt = raw.endpoints.console === 'off' ? null : parseEndpoint(raw.endpoints.console, nodes[0].port + 2000);
-  checkListeners(file, nodes, { rw: endpoint, console: consoleAt });
+  const endpoint = parseEndpoint(raw.endpoints.rw, all[0].port + 1000);
+  const consoleAt = raw.endpoints.console === 'off' ? null : parseEndpoint(raw.endpoints.console, all[0].port + 2000);
+  const queryAt = raw.endpoints.query === 'off' || (queryNodes.length === 0 && raw.endpoints.query === undefined) ? null : parseEndpoint(raw.endpoints.query, all[0].port + 1003);
+  checkListeners(file, all, { rw: endpoint, console: consoleAt, query: queryAt });
+  const logical = resolveLogical(file, raw, nodes, queryNodes);
+  for (const name of [raw.postgres.superuser, raw.postgres.replication_user]) {
+    if (logical.role === name) {
+      throw new PgmError('config.invalid', `${file}: logical.role: '${name}' is already the cluster's ${name === raw.postgres.superuser ? 'superuser' : 'replication user'}; subscribers get a role of their own with the least privileges.`, {
+        hint: 'choose another name, or remove the key for the default pgm_logical.',
+        data: { file, keyPath: 'logical.role' },
+      });
+    }
+  }
 
   const cfg: ClusterConfig = {
     file,
@@ -119,6 +131,9 @@ export function loadConfig(file: string): ClusterConfig {
     console: consoleAt,
     managerAddresses: [],
     nodes,
+    queryNodes,
+    logical,
+    queryEndpoint: queryAt,
     dcs: raw.dcs
       ? {
           kind: 'etcd',
@@ -162,6 +177,7 @@ function checkHosts(file: string, raw: RawConfig, hosts: HostConfig[]): void {
     if (k !== i) fail(`hosts[${i}].agent`, `hosts ${hosts[k].name} and ${h.name} have the same agent address`, 'give every agent its own address.');
   });
   raw.nodes.forEach((n, i) => {
+    if (n.kind === 'query') return; // refused with dcs, in its own sentence (splitKinds)
     if (n.host === undefined) fail(`nodes[${i}].host`, `node ${n.name} names no host, and with dcs every node runs on one`, `set nodes[${i}].host to one of: ${hosts.map((h) => h.name).join(', ')}.`);
     if (!hosts.some((h) => h.name === n.host)) fail(`nodes[${i}].host`, `'${n.host}' is not a configured host`, `use one of: ${hosts.map((h) => h.name).join(', ')}, or add it to hosts.`);
   });
@@ -200,6 +216,36 @@ function checkTiming(file: string, cfg: ClusterConfig): void {
 /** How long before its lease can expire a primary fences itself (and a controller stops acting): max(loop_wait, 1 s). */
 export function fenceMarginMs(cfg: ClusterConfig): number {
   return Math.max(cfg.ha.loopWaitMs, 1000);
+}
+
+/**
+ * Physical members apart from query nodes: everything that fails over,
+ * clones or streams works on `nodes`, which never holds a query node.
+ */
+function splitKinds(file: string, raw: RawConfig, all: NodeConfig[]): { nodes: NodeConfig[]; queryNodes: QueryNodeConfig[] } {
+  const nodes: NodeConfig[] = [];
+  const queryNodes: QueryNodeConfig[] = [];
+  raw.nodes.forEach((r, i) => {
+    const key = `nodes[${i}]`;
+    const fail = (k: string, message: string, hint: string): never => {
+      throw new PgmError('config.invalid', `${file}: ${key}.${k}: ${message}.`, { hint, data: { file, keyPath: `${key}.${k}` } });
+    };
+    if (r.kind === 'physical') {
+      if (r.indexes.length > 0) fail('indexes', `${r.name} is a physical node, a byte copy of its primary, so it cannot carry indexes of its own`, 'declare them on a node of kind query, or create them on the primary.');
+      if (r.extensions.length > 0) fail('extensions', `${r.name} is a physical node; its extensions are the primary's`, 'create the extension on the primary, or move the key to a node of kind query.');
+      nodes.push(all[i]);
+      return;
+    }
+    if (raw.ha.isolation === 'netns') fail('kind', 'query nodes cannot run in the network-namespace lab (ha.isolation: netns) yet', 'use ha.isolation: none for a cluster with query nodes.');
+    if (raw.dcs) fail('kind', 'query nodes cannot run in a multi-host cluster (dcs) yet: no agent provisions or watches them', 'subscribe an independent server by dsn (logical.subscriptions[].to: { dsn: ... }), or run the query node in a single-host cluster.');
+    if (raw.primary === r.name) fail('kind', `${r.name} is named as primary but is a query node, which is never a member of the cluster`, 'name a physical node as primary.');
+    if (raw.backup.from === r.name) fail('kind', `backup.from names ${r.name}, a query node; backups are taken from the cluster's members`, 'use replica, primary or a physical node.');
+    queryNodes.push(queryNode(file, r, i, all[i], subscriptionDatabases(raw.logical, r.name)));
+  });
+  if (nodes.length === 0) {
+    throw new PgmError('config.invalid', `${file}: nodes: every node is of kind query; a cluster needs at least one physical node to be its primary.`, { hint: 'add a node without kind: (or with kind: physical).', data: { file, keyPath: 'nodes' } });
+  }
+  return { nodes, queryNodes };
 }
 
 /** '500ms', '5s' in milliseconds. */

@@ -1,5 +1,5 @@
 import type { Settings } from './schema.js';
-import type { ClusterConfig, NodeConfig } from './types.js';
+import type { ClusterConfig, NodeConfig, QueryNodeConfig } from './types.js';
 
 /**
  * Pure rendering of the files pgmaestro owns in a data directory.
@@ -24,9 +24,15 @@ export const SLOT_BOUND = '2GB';
 export const STANDBY_CONF = 'pgmaestro.standby.conf';
 const HEADER = '# Written by pgmaestro from pgmaestro.yaml; edit that file, not this one: changes here are overwritten.\n';
 
+/** Whether this cluster publishes anything (then its WAL carries what logical decoding needs). */
+export function publishes(cfg: ClusterConfig): boolean {
+  return (cfg.logical?.publications.length ?? 0) > 0;
+}
+
 export function renderSharedConf(cfg: ClusterConfig, major: number): string {
+  const logical = publishes(cfg);
   const baseline: Settings = {
-    wal_level: 'replica',
+    wal_level: logical ? 'logical' : 'replica',
     max_wal_senders: 16,
     max_replication_slots: 16,
     hot_standby: true,
@@ -41,6 +47,8 @@ export function renderSharedConf(cfg: ClusterConfig, major: number): string {
     log_filename: 'postgresql-%Y-%m-%d.log',
     log_line_prefix: '%m [%p] %q%u@%d ',
     ...(major >= 17 ? { summarize_wal: true } : {}),
+    // standbys keep a copy of every failover slot, so subscriptions continue on a promoted one (README, "Logical replication")
+    ...(logical && major >= 17 ? { sync_replication_slots: true } : {}),
     // replicas notice a dead link within the failover timeout's order
     wal_receiver_timeout: `${Math.max(2 * cfg.ha.failoverTimeoutMs, 5000)}ms`,
     wal_receiver_status_interval: '1s',
@@ -80,6 +88,8 @@ export function renderStandbyConf(cfg: ClusterConfig, node: NodeConfig, primary:
     `user=${cfg.replicationUser}`,
     `passfile=${passfile}`,
     `application_name=${node.name}`,
+    // the slot synchronisation worker (17+) connects to a database of the primary
+    ...(publishes(cfg) ? ['dbname=postgres'] : []),
     'connect_timeout=5',
   ].join(' ');
   return (
@@ -110,7 +120,70 @@ export function renderHba(cfg: ClusterConfig): string {
     ...admin.map((a) => hbaLine('all', cfg.superuser, a, 'scram-sha-256')),
     ...repl.map((a) => hbaLine('replication', cfg.replicationUser, a, 'scram-sha-256')),
     hbaLine('all', cfg.superuser, 'all', 'reject'),
+    // the standbys' slot synchronisation worker (17+) reads the primary's failover slots from database postgres
+    ...(publishes(cfg) ? repl.map((a) => hbaLine('postgres', cfg.replicationUser, a, 'scram-sha-256')) : []),
     hbaLine('all', cfg.replicationUser, 'all', 'reject'),
+    ...logicalHba(cfg),
+    ...uniq([...cfg.clients]).map((c) => hbaLine('all', 'all', c, 'scram-sha-256')),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** Subscribers connect as the logical role to the published databases only, from their own addresses only. */
+function logicalHba(cfg: ClusterConfig): string[] {
+  const lg = cfg.logical;
+  if (!lg || lg.publications.length === 0) return [];
+  const out: string[] = [];
+  for (const s of lg.subscriptions) {
+    const pub = lg.publications.find((p) => p.name === s.publication);
+    if (!pub) continue;
+    const t = s.target;
+    const from = t.kind === 'dsn' ? t.from : [hbaAddress(cfg.queryNodes?.find((q) => q.name === t.node)?.replication ?? '127.0.0.1')];
+    for (const a of from) {
+      const line = hbaLine(pub.database, lg.role, a, 'scram-sha-256');
+      if (!out.includes(line)) out.push(line);
+    }
+  }
+  out.push(hbaLine('all', lg.role, 'all', 'reject'));
+  return out;
+}
+
+/**
+ * A query node's own settings: its node file, then what makes it a query
+ * node — every session is read-only unless it says otherwise (pgmaestro's
+ * own sessions and the subscription's workers write; the tables it copies
+ * refuse application writes by a trigger as well), and it never waits for
+ * a synchronous standby of the cluster it is not a member of.
+ */
+export function renderQueryNodeConf(cfg: ClusterConfig, node: QueryNodeConfig): string {
+  const own: Settings = {
+    port: node.port,
+    listen_addresses: listenAddresses(node),
+    cluster_name: `${cfg.cluster}-${node.name}`,
+  };
+  const query: Settings = { default_transaction_read_only: true, synchronous_standby_names: '' };
+  return (
+    HEADER +
+    `# Node ${node.name}, a query node fed by logical replication.\n` +
+    settingsLines(own) +
+    '\n# query node\n' +
+    settingsLines(query) +
+    (Object.keys(node.settings).length > 0 ? `\n# overrides (nodes[].settings and ${node.overrideFile})\n` + settingsLines(node.settings) : '')
+  );
+}
+
+/** pg_hba.conf of a query node: the superuser only from admin addresses, no replication at all, applications from `clients`. */
+export function renderQueryHba(cfg: ClusterConfig): string {
+  const uniq = (xs: string[]) => [...new Set(xs)];
+  const admin = uniq([...cfg.nodes.map((n) => n.admin), ...(cfg.queryNodes ?? []).map((n) => n.admin), ...cfg.managerAddresses].map(hbaAddress));
+  const lines = [
+    HEADER.trimEnd(),
+    '# TYPE  DATABASE     USER            ADDRESS            METHOD',
+    ...admin.map((a) => hbaLine('all', cfg.superuser, a, 'scram-sha-256')),
+    hbaLine('all', cfg.superuser, 'all', 'reject'),
+    hbaLine('replication', 'all', 'all', 'reject'),
+    hbaLine('all', cfg.replicationUser, 'all', 'reject'),
+    ...(cfg.logical ? [hbaLine('all', cfg.logical.role, 'all', 'reject')] : []),
     ...uniq([...cfg.clients]).map((c) => hbaLine('all', 'all', c, 'scram-sha-256')),
   ];
   return lines.join('\n') + '\n';

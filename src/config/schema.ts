@@ -10,6 +10,9 @@ export const settingsSchema = z
   .record(z.string().regex(/^[a-z_][a-z0-9_.]*$/, 'a PostgreSQL parameter name (lower case, digits, _ and .)'), settingValue)
   .describe('postgresql.conf parameters');
 
+/** A PostgreSQL name pgmaestro creates or looks up; lower case, so it never needs quoting. */
+const pgName = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case PostgreSQL name (letters, digits and _, at most 63 characters)');
+
 const address = z
   .string()
   .regex(/^[0-9A-Za-z.:-]+$/, 'a host name or IP address')
@@ -38,6 +41,20 @@ export const nodeSchema = z
     settings: settingsSchema.default({}).describe('settings that override the shared ones on this node only'),
     tags: tagsSchema.default({ nofailover: false, priority: 100 }),
     vip_interface: z.string().optional().describe('network interface that carries the virtual IP on this node'),
+    kind: z
+      .enum(['physical', 'query'])
+      .default('physical')
+      .describe("'physical': a member of the cluster (primary or streaming replica); 'query': an independent server fed by logical replication, with its own indexes"),
+    indexes: z
+      .array(
+        z.union([
+          z.string().describe('CREATE INDEX statement, in the database of the node’s subscriptions'),
+          z.object({ database: pgName.describe('database of the index'), sql: z.string().describe('CREATE INDEX statement') }).strict(),
+        ]),
+      )
+      .default([])
+      .describe('query nodes only: indexes that exist only on this node, created after the initial copy'),
+    extensions: z.array(z.string().regex(/^[a-z_][a-z0-9_-]{0,62}$/, 'an extension name')).default([]).describe('query nodes only: extensions its indexes need (pg_trgm for gin_trgm_ops is found by itself)'),
     host: hostName.optional().describe('the host (hosts[].name) whose agent controls this node; required with dcs'),
   })
   .strict();
@@ -152,6 +169,86 @@ export const endpointsSchema = z
       .regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'")
       .optional()
       .describe("web console and /metrics (default: 127.0.0.1 and the first node port + 2000); 'off' disables it"),
+    query: z
+      .string()
+      .regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'")
+      .optional()
+      .describe("read-only endpoint for the query nodes (default, when there are query nodes: 127.0.0.1 and the first node port + 1003); 'off' disables it"),
+  })
+  .strict();
+
+const tableName = z
+  .string()
+  .regex(/^([a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,62}$/, 'a table as schema.table (or table, in public), lower case')
+  .describe('schema.table');
+
+export const publicationSchema = z
+  .object({
+    name: pgName,
+    database: pgName.describe('database on the primary'),
+    tables: z
+      .array(
+        z.union([
+          tableName,
+          z
+            .object({
+              name: tableName,
+              where: z.string().min(1).optional().describe('row filter (PostgreSQL 15+): only rows for which it is true are published'),
+              columns: z.array(pgName).min(1).optional().describe('column list (PostgreSQL 15+): only these columns are published'),
+            })
+            .strict(),
+        ]),
+      )
+      .min(1)
+      .optional()
+      .describe('the tables to publish'),
+    all_tables: z.boolean().optional().describe('publish every table of the database, present and future'),
+    schemas: z.array(pgName).min(1).optional().describe('publish every table of these schemas, present and future (PostgreSQL 15+)'),
+    publish: z
+      .array(z.enum(['insert', 'update', 'delete', 'truncate']))
+      .min(1)
+      .default(['insert', 'update', 'delete', 'truncate'])
+      .describe('which operations are published'),
+  })
+  .strict();
+
+export const dsnTargetSchema = z
+  .object({
+    dsn: z.string().regex(/^postgres(ql)?:\/\//, 'a libpq URI: postgresql://user@host:port/database').describe('how pgmaestro reaches the subscriber: a superuser, no password in it'),
+    passfile: z
+      .string()
+      .regex(/^\/[^'\n]*$/, 'an absolute path without quotes')
+      .describe("absolute path on the subscriber's host where its server reads the replication role's password (pgmaestro writes it there, 0600)"),
+    admin_passfile: z.string().min(1).optional().describe("libpq passfile with the password for dsn (default: $PGPASSFILE, then ~/.pgpass)"),
+    from: z
+      .array(z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, 'a CIDR such as 10.0.0.9/32'))
+      .min(1)
+      .optional()
+      .describe("where the subscriber connects from (pg_hba.conf of the publisher); default: the dsn's host"),
+  })
+  .strict();
+
+export const subscriptionSchema = z
+  .object({
+    name: pgName,
+    publication: pgName.describe('a publication declared under logical.publications'),
+    to: z.union([pgName.describe('a node of kind query'), dsnTargetSchema]),
+    database: pgName.optional().describe("database on the subscriber (default: the publication's; a dsn names its own)"),
+    enabled: z.boolean().default(true),
+  })
+  .strict();
+
+const size = z
+  .string()
+  .regex(/^\d+(kB|MB|GB|TB)$/, 'a size such as 512MB or 1GB')
+  .describe('a size: kB, MB, GB or TB');
+
+export const logicalSchema = z
+  .object({
+    role: pgName.default('pgm_logical').describe('the role subscribers connect as: LOGIN REPLICATION, SELECT on the published tables, nothing else'),
+    slot_warn: size.default('1GB').describe('warn when a logical slot holds back more WAL than this on the primary'),
+    publications: z.array(publicationSchema).default([]),
+    subscriptions: z.array(subscriptionSchema).default([]),
   })
   .strict();
 
@@ -174,6 +271,7 @@ export const configSchema = z
     hosts: z.array(hostSchema).optional().describe('the hosts the nodes run on, each with its agent; required with dcs'),
     endpoints: endpointsSchema.default({}),
     backup: backupSchema.default({ repository: 'backups', compression: 'none', process_max: 2, wal_flush_interval: '1s', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
+    logical: logicalSchema.default({ role: 'pgm_logical', slot_warn: '1GB', publications: [], subscriptions: [] }),
     nodes: z.array(nodeSchema).min(1),
   })
   .strict();
@@ -190,3 +288,4 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type RawNode = z.infer<typeof nodeSchema>;
 export type RawOverride = z.infer<typeof overrideSchema>;
 export type Settings = z.infer<typeof settingsSchema>;
+export type RawLogical = z.infer<typeof logicalSchema>;

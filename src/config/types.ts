@@ -44,6 +44,84 @@ export interface DcsConfig {
   readonly etcd: EtcdConfig;
 }
 
+/** A query node: an independent server fed by logical replication (never a member that can be promoted). */
+export interface QueryNodeConfig extends NodeConfig {
+  readonly kind: 'query';
+  /** Its position in nodes[] of the file, for messages. */
+  readonly index: number;
+  readonly indexes: readonly IndexDecl[];
+  readonly extensions: readonly string[];
+}
+
+/** A declared index of a query node; `database` null: the database of its subscriptions. */
+export interface IndexDecl {
+  readonly database: string | null;
+  readonly sql: string;
+  /** Parsed from the statement. */
+  readonly name: string;
+  readonly schema: string;
+  readonly table: string;
+}
+
+export type PublishOp = 'insert' | 'update' | 'delete' | 'truncate';
+
+export interface TableDecl {
+  readonly schema: string;
+  readonly name: string;
+  /** Row filter (PostgreSQL 15+), as written. */
+  readonly where: string | null;
+  /** Column list (PostgreSQL 15+). */
+  readonly columns: readonly string[] | null;
+}
+
+export type PublicationScope =
+  | { readonly kind: 'tables'; readonly tables: readonly TableDecl[] }
+  | { readonly kind: 'all' }
+  | { readonly kind: 'schemas'; readonly schemas: readonly string[] };
+
+export interface PublicationConfig {
+  readonly name: string;
+  readonly database: string;
+  readonly scope: PublicationScope;
+  readonly publish: readonly PublishOp[];
+}
+
+/** Where a subscription lives: a query node of this cluster, or any PostgreSQL given by DSN. */
+export type SubscriberTarget =
+  | { readonly kind: 'node'; readonly node: string }
+  | {
+      readonly kind: 'dsn';
+      /** The DSN as written (no password). */
+      readonly dsn: string;
+      readonly host: string;
+      readonly port: number;
+      readonly user: string;
+      readonly database: string;
+      /** On the subscriber's host: the file its server reads the replication role's password from. */
+      readonly passfile: string;
+      /** pgmaestro's passfile for the DSN (null: $PGPASSFILE, then ~/.pgpass). */
+      readonly adminPassfile: string | null;
+      /** CIDRs the subscriber connects from (pg_hba of the publisher). */
+      readonly from: readonly string[];
+    };
+
+export interface SubscriptionConfig {
+  readonly name: string;
+  readonly publication: string;
+  readonly target: SubscriberTarget;
+  /** Database on the subscriber. */
+  readonly database: string;
+  readonly enabled: boolean;
+}
+
+export interface LogicalConfig {
+  readonly role: string;
+  readonly slotWarn: string;
+  readonly slotWarnBytes: number;
+  readonly publications: readonly PublicationConfig[];
+  readonly subscriptions: readonly SubscriptionConfig[];
+}
+
 export interface BackupConfig {
   /** Absolute path of the repository directory, or s3://BUCKET/PREFIX. */
   readonly repository: string;
@@ -97,7 +175,14 @@ export interface ClusterConfig {
   readonly endpoint: { readonly host: string; readonly port: number };
   /** Where the daemon serves the web console and /metrics; null when `endpoints.console: off`. */
   readonly console: { readonly host: string; readonly port: number } | null;
+  /** The physical members: the primary and its streaming replicas. Query nodes are not among them. */
   readonly nodes: readonly NodeConfig[];
+  /** Nodes of kind query (absent: none). */
+  readonly queryNodes?: readonly QueryNodeConfig[];
+  /** Publications and subscriptions (absent: none). */
+  readonly logical?: LogicalConfig;
+  /** The read-only endpoint over the query nodes; null or absent when there is none. */
+  readonly queryEndpoint?: { readonly host: string; readonly port: number } | null;
   /** Several hosts: state and leases in etcd; null in the single-daemon mode. */
   readonly dcs: DcsConfig | null;
   readonly hosts: readonly HostConfig[];

@@ -19,6 +19,7 @@ import type { EndpointStat } from '../web/source.js';
 import { serveApi } from './api.js';
 import { LiveConfig } from './config-watch.js';
 import { SlotWatch } from '../ha/slots.js';
+import { startQueryEndpoint } from '../logical/query-endpoint.js';
 
 const SLOT_CHECK_MS = 3000;
 import { recordEvent } from './events.js';
@@ -56,6 +57,11 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
       if (ctx.cfg.ha.vip) for (const line of await moveVip(ctx, name)) log(line);
     },
   };
+  // the read-only endpoint over the query nodes (a seam until the endpoints get processes of their own)
+  const queryEndpoint = await startQueryEndpoint(ctx, log).catch((err: unknown) => {
+    log(`cannot listen on the query endpoint: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+    return null;
+  });
   const st = await ctx.store.read();
   const primary = await currentPrimaryName(ctx);
   await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
@@ -115,7 +121,11 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     };
     const endpoints = (): EndpointStat[] => {
       const s = endpoint.stats;
-      return [{ name: 'rw', address: s.address, target: s.target?.name ?? null, connections: s.active + s.connecting, waiting: s.held, bytesFromClients: s.bytesFromClients, bytesToClients: s.bytesToClients, decisions: {}, pid: process.pid }];
+      const q = queryEndpoint?.stats;
+      return [
+        { name: 'rw', address: s.address, target: s.target?.name ?? null, connections: s.active + s.connecting, waiting: s.held, bytesFromClients: s.bytesFromClients, bytesToClients: s.bytesToClients, decisions: {}, pid: process.pid },
+        ...(q ? [{ name: 'query', address: q.address, target: q.target?.name ?? null, connections: q.active + q.connecting, waiting: q.held, bytesFromClients: q.bytesFromClients, bytesToClients: q.bytesToClients, decisions: {}, pid: process.pid }] : []),
+      ];
     };
     web = await startConsole(ctx, { host: ctx.cfg.console.host, port: ctx.cfg.console.port, hooks: { endpoints, monitor: () => lastCycle }, actions, counters, log }).catch((err: unknown) => {
       log(`console not started: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
@@ -153,7 +163,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     });
   }
   clearInterval(slotTimer);
-  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r)), web?.stop()]);
+  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), queryEndpoint?.close(), new Promise((r) => api.close(r)), web?.stop()]);
   try {
     if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
   } catch {

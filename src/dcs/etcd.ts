@@ -86,9 +86,11 @@ export class EtcdStateStore implements StateStore {
     return (await this.client.get(this.keys.group(group).primary))?.value ?? null;
   }
 
-  async appendEvent(sentence: string, at = new Date()): Promise<EventRecord> {
+  async appendEvent(sentence: string, at = new Date(), id?: number): Promise<EventRecord> {
     const rec: EventRecord = { at: at.toISOString(), sentence, ...(this.host ? { host: this.host } : {}) };
-    const key = `${this.keys.events}${String(at.getTime()).padStart(15, '0')}-${this.host ?? 'cli'}-${process.pid}-${String(this.seq++).padStart(6, '0')}`;
+    // with the caller's id the key is the same on a retry, and the Create compare makes that retry a no-op
+    const n = id === undefined ? String(this.seq++).padStart(6, '0') : `c${String(id).padStart(6, '0')}`;
+    const key = `${this.keys.events}${String(at.getTime()).padStart(15, '0')}-${this.host ?? 'cli'}-${process.pid}-${n}`;
     await this.client.txn([{ key, target: 'Create', revision: '0' }], [{ put: key, value: JSON.stringify(rec) }]);
     if (this.seq % 200 === 0) await this.trimEvents().catch(() => undefined);
     return rec;

@@ -72,8 +72,13 @@ export interface StateStore {
    * file store has no leases (one daemon, nobody to wait for): always null.
    */
   primaryHolder(group?: string): Promise<string | null>;
-  /** `at`: when it happened, for an event recorded late (an agent cut off from the store keeps its events until it is back). */
-  appendEvent(sentence: string, at?: Date): Promise<EventRecord>;
+  /**
+   * `at`: when it happened, for an event recorded late (an agent cut off from
+   * the store keeps its events until it is back). `id`: the caller's number
+   * for this event, the same on every retry, so that a request that timed out
+   * after the store had recorded it does not record it twice.
+   */
+  appendEvent(sentence: string, at?: Date, id?: number): Promise<EventRecord>;
   events(last?: number): Promise<EventRecord[]>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;

@@ -6,6 +6,7 @@ import { confirmCandidate } from './election.js';
 import { haPolicy } from './policy-config.js';
 import { observe, tcpAnswers } from './probe.js';
 import { ensureSlots, repoint } from './promote.js';
+import { afterPromotion } from '../logical/ha-hooks.js';
 
 /** What the daemon plugs in so a promotion moves the stable endpoint (and VIP) too. */
 export interface PrimaryHooks {
@@ -70,6 +71,7 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   // 4. slots on the new primary, the other replicas re-pointed
   await ensureSlots(ctx, to, secrets);
   for (const n of ctx.cfg.nodes) if (n.name !== to.name && n.name !== from.name) await repoint(ctx, n, to);
+  for (const line of await afterPromotion(ctx, secrets, to.name)) log(line);
 
   return `${req.kind === 'failover' ? 'promoted' : 'switched over to'} ${to.name} (timeline ${timeline}) in ${((Date.now() - started) / 1000).toFixed(1)} s: ${req.reason}; ${from.name} is fenced until it rejoins`;
 }

@@ -5,6 +5,7 @@ import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
 import { ensureSlots } from './promote.js';
 import { recreateSlot, replicasWithLostSlots } from './slots.js';
+import { afterFollow } from '../logical/ha-hooks.js';
 
 /**
  * `pgmaestro rejoin NODE`: rebuild a node (typically an old primary) as a
@@ -40,5 +41,7 @@ export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: st
   await ctx.store.update(ctx.group, (st) => (st && st.fenced.includes(node.name) ? nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }) : null));
   await control.start();
   await waitHealthy(ctx, primary, [node], secrets, 120_000);
+  // its own copies of the subscriptions' slots go, so it keeps synchronised copies of the new primary's
+  for (const line of await afterFollow(ctx, secrets)) log(line);
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;
 }

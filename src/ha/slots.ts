@@ -9,6 +9,7 @@ import { waitHealthy } from '../cluster/health.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { formatBytes } from '../util/format.js';
 import { ARCHIVER_SLOT } from './promote.js';
+import { reconcileFailoverSlots } from '../logical/failover-slots.js';
 
 /**
  * Replication slots never fill the primary's disk: the baseline bounds what a
@@ -18,11 +19,11 @@ import { ARCHIVER_SLOT } from './promote.js';
  * the only way such a replica can stream again.
  */
 
-/** One physical slot on the primary as PostgreSQL reports it. */
+/** One slot on the primary as PostgreSQL reports it. */
 export interface SlotObservation {
   readonly name: string;
-  /** 'replica' (with the node it serves), 'archiver', or 'other'. */
-  readonly kind: 'replica' | 'archiver' | 'other';
+  /** 'replica' (with the node it serves), 'archiver', 'logical' (a subscription's: `node` is then the subscription), or 'other'. */
+  readonly kind: 'replica' | 'archiver' | 'logical' | 'other';
   readonly node: string | null;
   readonly active: boolean;
   readonly retainedBytes: number | null;
@@ -32,13 +33,18 @@ export interface SlotObservation {
   readonly safeWalSize: number | null;
 }
 
-export type SlotLevel = 'ok' | 'half' | 'unreserved' | 'lost';
+export type SlotLevel = 'ok' | 'warn' | 'half' | 'unreserved' | 'lost';
 
-/** How worried to be about one slot, given the bound in bytes (null: unlimited). */
-export function slotLevel(s: SlotObservation, boundBytes: number | null): SlotLevel {
+/**
+ * How worried to be about one slot, given the bound in bytes (null:
+ * unlimited) and, for logical slots, `logical.slot_warn` (a forgotten
+ * subscription's slot is the classic way a primary's disk fills up).
+ */
+export function slotLevel(s: SlotObservation, boundBytes: number | null, warnBytes: number | null = null): SlotLevel {
   if (s.walStatus === 'lost') return 'lost';
   if (s.walStatus === 'unreserved') return 'unreserved';
   if (boundBytes !== null && s.retainedBytes !== null && s.retainedBytes > boundBytes / 2) return 'half';
+  if (s.kind === 'logical' && warnBytes !== null && s.retainedBytes !== null && s.retainedBytes > warnBytes) return 'warn';
   return 'ok';
 }
 
@@ -46,23 +52,29 @@ export function slotLevel(s: SlotObservation, boundBytes: number | null): SlotLe
  * The sentences for slots whose level got worse (or recovered) since the
  * last observation; pure. `previous` maps slot name to its last level.
  */
-export function slotSentences(previous: ReadonlyMap<string, SlotLevel>, slots: readonly SlotObservation[], boundBytes: number | null, primary: string): { levels: Map<string, SlotLevel>; sentences: string[] } {
+export function slotSentences(previous: ReadonlyMap<string, SlotLevel>, slots: readonly SlotObservation[], boundBytes: number | null, primary: string, warnBytes: number | null = null): { levels: Map<string, SlotLevel>; sentences: string[] } {
   const levels = new Map<string, SlotLevel>();
   const sentences: string[] = [];
   for (const s of slots) {
-    const level = slotLevel(s, boundBytes);
+    const level = slotLevel(s, boundBytes, warnBytes);
     levels.set(s.name, level);
     const before = previous.get(s.name) ?? 'ok';
     if (level === before) continue;
-    const who = s.kind === 'replica' ? `replica ${s.node}'s slot ${s.name}` : s.kind === 'archiver' ? `the WAL archiver's slot ${s.name}` : `slot ${s.name}`;
+    const who = s.kind === 'replica' ? `replica ${s.node}'s slot ${s.name}` : s.kind === 'archiver' ? `the WAL archiver's slot ${s.name}` : s.kind === 'logical' ? `subscription ${s.node}'s logical slot ${s.name}` : `slot ${s.name}`;
     const held = s.retainedBytes === null ? '' : ` holds ${formatBytes(s.retainedBytes)} of WAL on ${primary}`;
     const bound = boundBytes === null ? 'no bound (max_slot_wal_keep_size = -1)' : `the bound of ${formatBytes(boundBytes)}`;
-    if (level === 'half') sentences.push(`warning: ${who}${held}, past half of ${bound}${s.active ? '' : '; nothing streams from it'}`);
+    if (level === 'warn')
+      sentences.push(
+        `warning: ${who}${held}, above logical.slot_warn (${formatBytes(warnBytes!)})${s.active ? ': its subscriber applies more slowly than the primary writes' : ': nothing streams from it — a forgotten subscription fills the disk; start its subscriber, or drop the subscription (logical apply --prune)'}`,
+      );
+    else if (level === 'half') sentences.push(`warning: ${who}${held}, past half of ${bound}${s.active ? '' : '; nothing streams from it'}`);
     else if (level === 'unreserved') sentences.push(`warning: ${who}${held}, past ${bound}: its WAL is no longer reserved and goes at the next checkpoint${s.safeWalSize !== null ? ` (${formatBytes(Math.max(0, s.safeWalSize))} left)` : ''}`);
     else if (level === 'lost')
       sentences.push(
         s.kind === 'replica'
           ? `${who} was lost: ${primary} removed WAL it still needed (max_slot_wal_keep_size); ${s.node} cannot stream again until it is rebuilt`
+          : s.kind === 'logical'
+            ? `${who} was lost: ${primary} removed WAL its subscriber still needed (max_slot_wal_keep_size); copy its tables afresh with pgmaestro logical resync ${s.node}`
           : s.kind === 'archiver'
             ? `${who} was lost: ${primary} removed WAL the archive did not have yet; the recovery window has a gap until the next full backup`
             : `${who} was lost`,
@@ -80,7 +92,7 @@ export function parseBound(setting: string, unit: string | null): number | null 
   return n * mult;
 }
 
-/** Reads the primary's physical slots and its bound. */
+/** Reads the primary's physical slots and the subscriptions' logical slots, and its bound. */
 export async function observeSlots(ctx: ClusterContext, target: SqlTarget): Promise<{ slots: SlotObservation[]; boundBytes: number | null }> {
   return withClient(
     target,
@@ -88,15 +100,16 @@ export async function observeSlots(ctx: ClusterContext, target: SqlTarget): Prom
       const b = await c.query<{ setting: string; unit: string | null }>("SELECT setting, unit FROM pg_settings WHERE name = 'max_slot_wal_keep_size'");
       const r = await c.query<{ slot_name: string; active: boolean; retained: string | null; wal_status: string | null; safe: string | null }>(
         `SELECT slot_name, active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text AS retained, wal_status, safe_wal_size::text AS safe
-           FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`,
+           FROM pg_replication_slots ORDER BY slot_name`,
       );
       const byslot = new Map(ctx.cfg.nodes.map((n) => [slotName(n), n.name]));
+      const subscriptions = new Set((ctx.cfg.logical?.subscriptions ?? []).map((x) => x.name));
       return {
         boundBytes: b.rows[0] ? parseBound(b.rows[0].setting, b.rows[0].unit) : null,
         slots: r.rows.map((x) => ({
           name: x.slot_name,
-          kind: x.slot_name === ARCHIVER_SLOT ? 'archiver' : byslot.has(x.slot_name) ? 'replica' : 'other',
-          node: byslot.get(x.slot_name) ?? null,
+          kind: x.slot_name === ARCHIVER_SLOT ? 'archiver' : byslot.has(x.slot_name) ? 'replica' : subscriptions.has(x.slot_name) ? 'logical' : 'other',
+          node: byslot.get(x.slot_name) ?? (subscriptions.has(x.slot_name) ? x.slot_name : null),
           active: x.active,
           retainedBytes: x.retained === null ? null : Number(x.retained),
           walStatus: x.wal_status,
@@ -192,6 +205,7 @@ export async function cloneWithFreshSlot(ctx: ClusterContext, node: NodeConfig, 
 export class SlotWatch {
   private levels = new Map<string, SlotLevel>();
   private busy = false;
+  private rounds = 0;
 
   constructor(
     private ctx: ClusterContext,
@@ -209,9 +223,11 @@ export class SlotWatch {
       const secrets = requireSecrets(this.ctx);
       const primary = findNode(this.ctx.cfg, await currentPrimaryName(this.ctx));
       const { slots, boundBytes } = await observeSlots(this.ctx, adminTarget(this.ctx, primary, secrets));
-      const { levels, sentences } = slotSentences(this.levels, slots, boundBytes, primary.name);
+      const { levels, sentences } = slotSentences(this.levels, slots, boundBytes, primary.name, this.ctx.cfg.logical?.slotWarnBytes ?? null);
       this.levels = levels;
       for (const s of sentences) this.event(s);
+      // subscribers wait only for standbys that can take over; every tenth round, old primaries drop their own stale subscription slots
+      for (const s of await reconcileFailoverSlots(this.ctx, secrets, { replicas: this.rounds++ % 10 === 0 })) this.event(s);
       if (!this.ctx.cfg.ha.autoReclone) return;
       const fenced = new Set((await this.ctx.store.read())?.fenced ?? []);
       for (const s of slots) {

@@ -6,6 +6,7 @@ import type { Secrets } from '../cluster/secrets.js';
 import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
 import { failover, type PrimaryHooks } from './failover.js';
+import { afterFollow } from '../logical/ha-hooks.js';
 
 /**
  * `pgmaestro switchover --to NODE`: planned, nothing lost. Stop writes on the
@@ -44,5 +45,6 @@ export async function switchover(ctx: ClusterContext, secrets: Secrets, to: stri
   await ctx.store.update(ctx.group, (st) => (st ? nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }) : null));
   await ctx.control(old).start();
   await waitHealthy(ctx, candidate, ctx.cfg.nodes.filter((n) => n.name !== candidate.name), secrets, 120_000);
+  for (const line of await afterFollow(ctx, secrets)) log(line);
   return `${sentence.replace(/; \S+ is fenced until it rejoins$/, '')}; ${old.name} follows it as a replica`;
 }

@@ -7,6 +7,8 @@ export interface SqlTarget {
   readonly user: string;
   readonly password: string;
   readonly database?: string;
+  /** pgmaestro's own session writes even where applications may not (a query node runs default_transaction_read_only = on). */
+  readonly writable?: boolean;
 }
 
 /**
@@ -24,7 +26,7 @@ export async function withClient<T>(t: SqlTarget, fn: (c: pg.Client) => Promise<
     statement_timeout: timeoutMs * 6,
     application_name: 'pgmaestro',
     // pgmaestro's own writes (roles, heartbeats) must never wait for a synchronous standby
-    options: '-c synchronous_commit=local',
+    options: `-c synchronous_commit=local${t.writable ? ' -c default_transaction_read_only=off' : ''}`,
   });
   client.on('error', () => undefined); // a dropped connection surfaces on the pending query instead
   try {

@@ -23,6 +23,9 @@ export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('
  *   13500-13999 their S3 servers (s3rver) and the backup/wal-lag benchmarks (13600-13799)
  *   16000-16499 console tests (endpoints 17000-17499, consoles 18000-18499)
  *   16500-16999 other servers of the console tests
+ *   2100-2499   logical replication tests: clusters at 2100 (query node 2102) and 2150 (endpoints 3100-3499, consoles 4100-4499);
+ *               bench/logical 2400 (endpoints 3400, console 4400)
+ *   2500-2999   other servers of the logical tests: the external PostgreSQL 15 at 2500; bench/logical's at 2900
  *   22000-22159 root checkout, CLI manners, concurrency, config change and slot tests (endpoints 23000-23159, consoles 24000-24159)
  *   23400-23699 protocol and combine tests (23640-23649)
  *   23600-23999 benchmarks, never run with the suite (failover 23600/23700, clone 23750,

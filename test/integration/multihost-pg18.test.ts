@@ -289,6 +289,10 @@ test('etcd: two of three members stopped: no promotion, writes go on (failsafe);
   await lab.startEtcd();
   await settle();
   await w.stop();
+  // an agent cut off from etcd records its events, in order, once etcd answers again (settled says nothing about
+  // that): the primary host's sentence of its return comes after its failsafe sentence, so wait for that one
+  const primaryHost = lab.node(primary).host!;
+  await until(`host ${primaryHost} recorded what it did while cut off`, async () => (await lab.events()).slice(eventsBefore).some((e) => e.sentence === `host ${primaryHost}: etcd answers again`), 30_000);
   let ev = (await lab.events()).slice(eventsBefore);
   assert.equal(promotions(ev).length, 0, `nobody was promoted:\n${story(ev)}`);
   assert.equal((await lab.state()).primary, primary);
