@@ -309,3 +309,36 @@ test('etcd: two of three members stopped: no promotion, writes go on (failsafe);
   await lab.startEtcd();
   await settle();
 });
+
+test("backup cold and restore --node go through the node's agent: the replica on its host is stopped, copied into the repository, started; rebuilt from it, it streams again with every row", { skip }, async () => {
+  await settle();
+  const primary = await primaryOf();
+  const replica = lab.cfg.nodes.find((n) => n.name !== primary)!.name;
+  await lab.sql(primary, 'CREATE TABLE cold_rows (id int primary key)');
+  await lab.sql(primary, 'INSERT INTO cold_rows SELECT g FROM generate_series(1, 1000) g');
+  const count = async (node: string) => Number((await lab.sql<{ n: string }>(node, 'SELECT count(*) AS n FROM cold_rows'))[0].n);
+  await until(`${replica} replayed the rows`, async () => (await count(replica).catch(() => 0)) === 1000, 30_000);
+  const pidBefore = lab.postmasterPid(replica);
+
+  // the cold backup: stopped cleanly and started again by its host's agent, stored in the repository
+  const b = await lab.run('backup', 'cold', '--node', replica, '--json');
+  assert.equal(b.code, 0, b.stdout + b.stderr);
+  const info = JSON.parse(b.stdout) as { id: string; type: string; node: string; size_bytes: number };
+  assert.deepEqual([info.type, info.node], ['cold', replica]);
+  assert.ok(info.size_bytes > 10_000_000, `a whole data directory (${info.size_bytes} bytes)`);
+  const pidAfter = lab.postmasterPid(replica);
+  assert.ok(pidAfter !== null && pidAfter !== pidBefore, `${replica} runs again, as a new postmaster (${pidBefore} then ${pidAfter})`);
+  const v = await lab.run('backup', 'verify');
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  await settle();
+
+  // rows written after the backup come by streaming once the node is rebuilt from it
+  await lab.sql(primary, 'INSERT INTO cold_rows SELECT g FROM generate_series(1001, 2000) g');
+  const r = await lab.run('restore', '--node', replica);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, new RegExp(`${replica} rebuilt from ${info.id} and streams from ${primary}`));
+  assert.match(r.stdout, /old data kept in .*\.before-restore-/);
+  await settle();
+  await until(`${replica} has every row`, async () => (await count(replica).catch(() => 0)) === 2000, 30_000);
+  assert.equal((await lab.sql<{ r: boolean }>(replica, 'SELECT pg_is_in_recovery() AS r'))[0].r, true);
+});
