@@ -184,9 +184,12 @@ test('host death: agent and postmaster SIGKILLed together; a replica is promoted
   }
   await until(`${old} back as a replica`, async () => !(await lab.state()).fenced.includes(old), 90_000);
   await settle();
+  // an agent appends its events without waiting for them: the rejoin's sentence may land just after the state says so
+  const rejoined = (e: { sentence: string }) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence);
+  await until(`the event that ${old} rejoined`, async () => (await lab.events()).slice(eventsBefore).some(rejoined), 10_000).catch(() => undefined);
   const ev = (await lab.events()).slice(eventsBefore);
   assert.equal(promotions(ev).length, 1, `exactly one promotion:\n${story(ev)}`);
-  assert.ok(ev.some((e) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence)), story(ev));
+  assert.ok(ev.some(rejoined), story(ev));
   await until('the VIP on the new primary host only', async () => (await vipNow()).join() === hostOf(now!.primary), 10_000);
 });
 
@@ -289,10 +292,13 @@ test('etcd: two of three members stopped: no promotion, writes go on (failsafe);
   await lab.startEtcd();
   await settle();
   await w.stop();
+  // the primary's agent keeps what it said while etcd had no quorum and sends it on its next round with etcd
+  const failsafe = (e: { sentence: string }) => /^failsafe: etcd does not answer, but node\d's agent reached every other agent, so it keeps serving$/.test(e.sentence);
+  await until('the failsafe event', async () => (await lab.events()).slice(eventsBefore).some(failsafe), 10_000).catch(() => undefined);
   let ev = (await lab.events()).slice(eventsBefore);
   assert.equal(promotions(ev).length, 0, `nobody was promoted:\n${story(ev)}`);
   assert.equal((await lab.state()).primary, primary);
-  assert.ok(ev.some((e) => /^failsafe: etcd does not answer, but node\d's agent reached every other agent, so it keeps serving$/.test(e.sentence)), ev.map((e) => e.sentence).join('\n'));
+  assert.ok(ev.some(failsafe), ev.map((e) => e.sentence).join('\n'));
   assert.ok(!ev.some((e) => /fenced itself|was fenced by the guard/.test(e.sentence)), story(ev));
 
   // the member the controller talks to, killed
