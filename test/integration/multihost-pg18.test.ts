@@ -27,7 +27,9 @@ let lab: MultiHostLab;
 
 before(async () => {
   if (skip) return;
-  lab = await MultiHostLab.up({ prefix: 'mh', port: 19000, agentPort: 19510, etcdPort: 19520, ttl: '4s', loop: '500ms', retry: '1s', failoverTimeout: '2s', vip: `${VIP}/32` });
+  // a publication too: up applies what logical replication declares under etcd's cluster lock, the members' files through their agents
+  const logical = 'logical:\n  publications:\n    - name: everything\n      database: postgres\n      all_tables: true\n';
+  lab = await MultiHostLab.up({ prefix: 'mh', port: 19000, agentPort: 19510, etcdPort: 19520, ttl: '4s', loop: '500ms', retry: '1s', failoverTimeout: '2s', vip: `${VIP}/32`, logical });
   await lab.sql(lab.cfg.initialPrimary, 'CREATE TABLE acked (id int primary key)');
 });
 
@@ -53,6 +55,13 @@ test('multi-host status: hosts, the controller off the primary host, etcd member
   assert.equal(st.dcs.members.length, 3);
   assert.deepEqual(st.nodes.map((n) => [n.name, n.host, n.role]), [['node1', 'h1', 'primary'], ['node2', 'h2', 'replica'], ['node3', 'h3', 'replica']]);
   assert.deepEqual(st.nodes.map((n) => n.pending_restart), [[], [], []]);
+  // logical replication in multi-host mode: the publication exists, every member writes logical WAL, and a second apply changes nothing
+  assert.match(lab.upOutput, /publication everything/, lab.upOutput);
+  assert.deepEqual(await lab.sql<{ pubname: string; puballtables: boolean }>('node1', 'SELECT pubname, puballtables FROM pg_publication'), [{ pubname: 'everything', puballtables: true }]);
+  for (const n of ['node1', 'node2', 'node3']) assert.equal((await lab.sql<{ v: string }>(n, "SELECT current_setting('wal_level') AS v"))[0].v, 'logical', n);
+  const again = await lab.run('logical', 'apply');
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /logical replication is as declared/, again.stdout);
   assert.equal(Object.keys(st.endpoints.rw_by_host ?? {}).length, 3);
   assert.equal(st.endpoints.rw, lab.endpoint('h1'), 'status names the endpoint on the primary host first');
   await until('the VIP on h1', async () => (await vipNow()).join() === 'h1', 10_000);
