@@ -193,9 +193,11 @@ test('host death: agent and postmaster SIGKILLed together; a replica is promoted
   }
   await until(`${old} back as a replica`, async () => !(await lab.state()).fenced.includes(old), 90_000);
   await settle();
+  // rejoin unfences the node before it streams and says so once it has waited for it: its sentence may come after settled
+  const rejoined = new RegExp(`^${old} rejoined as a replica`);
+  await until(`the controller said ${old} rejoined`, async () => (await lab.events()).slice(eventsBefore).some((e) => rejoined.test(e.sentence)), 30_000).catch(async () => assert.fail(story((await lab.events()).slice(eventsBefore))));
   const ev = (await lab.events()).slice(eventsBefore);
   assert.equal(promotions(ev).length, 1, `exactly one promotion:\n${story(ev)}`);
-  assert.ok(ev.some((e) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence)), story(ev));
   await until('the VIP on the new primary host only', async () => (await vipNow()).join() === hostOf(now!.primary), 10_000);
 });
 
