@@ -40,6 +40,8 @@ export interface LabOptions {
   readonly synchronous?: string;
   /** A VIP (with prefix) carried on each host's eth0. */
   readonly vip?: string;
+  /** A `logical:` section appended to the file as written (publications only: query nodes cannot run with dcs). */
+  readonly logical?: string;
 }
 
 export type MultiStatus = Omit<StatusJson, 'nodes' | 'endpoints'> & {
@@ -50,7 +52,14 @@ export type MultiStatus = Omit<StatusJson, 'nodes' | 'endpoints'> & {
   nodes: (StatusJson['nodes'][number] & { address: string; pending_restart: string[] })[];
 };
 
+let lastUpOutput = '';
+
 export class MultiHostLab {
+  /** What `up` said when the lab was made. */
+  get upOutput(): string {
+    return lastUpOutput;
+  }
+
   readonly store: EtcdStateStore;
   private samplers: ChildProcess[] = [];
 
@@ -84,9 +93,11 @@ export class MultiHostLab {
       .replace(/^ {4}retry_timeout: 2s .*$/m, `    retry_timeout: ${o.retry}`)
       .replace('  wal_archive: true', '  wal_archive: false');
     if (o.vip) text = text.replace(/(    data_dir: data\/node\d\n)/g, '$1    vip_interface: eth0\n');
+    if (o.logical) text += o.logical;
     fs.writeFileSync(file, text);
     const u = await cli(['up', '-c', file]);
     assert.equal(u.code, 0, u.stdout + u.stderr);
+    lastUpOutput = u.stdout;
     const rec = readLab(path.join(dir, 'state'))!;
     const lab = new MultiHostLab(dir, file, applyLab(loadConfig(file), rec), rec);
     return lab;
