@@ -17,16 +17,39 @@ export function formatStatus(st: ClusterStatus): string {
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   const primary = st.nodes.find((n) => n.name === st.primary);
   return [
-    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, daemon ${st.daemon.running ? `running (pid ${st.daemon.pid})` : 'not running'}`,
+    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, daemon ${st.daemon.running ? `running (pid ${st.daemon.pid}${restartsNote(st.daemon.restarts)})` : 'not running'}, supervisor ${st.daemon.supervisor.running ? `running (pid ${st.daemon.supervisor.pid})` : 'not running'}`,
     '',
     line(header),
     ...rows.map(line),
     '',
-    ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
+    ...endpointLines(st),
     ...(st.archive?.archived_lsn ? [`WAL archive: up to ${st.archive.archived_lsn} (timeline ${st.archive.timeline})${st.archive.lag_bytes !== null ? `, ${st.archive.lag_bytes} bytes behind the primary` : ''}`] : []),
     `backups: ${st.backups.count}${st.backups.latest ? ` (latest ${st.backups.latest})` : ''}`,
     `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,
   ].join('\n');
+}
+
+const ENDPOINT_ROLE = { rw: 'read-write, follows the primary', ro: 'read-only, balanced over replicas', auto: 'routes reads to replicas, writes to the primary' };
+
+function restartsNote(n: number): string {
+  return n > 0 ? `, restarted ${n}×` : '';
+}
+
+/** One line per endpoint (address, process, connections), then the DSNs for applications. */
+function endpointLines(st: ClusterStatus): string[] {
+  const eps = Object.values(st.endpoints.details);
+  if (eps.length === 0) return [];
+  const lines = eps.map((e) => {
+    const proc = e.running ? `pid ${e.pid} since ${e.since}${restartsNote(e.restarts)}` : 'not running';
+    const conns = e.connections ? `, ${e.connections.current} connections` : '';
+    return `endpoint ${e.kind.padEnd(4)} ${e.address.padEnd(21)} ${ENDPOINT_ROLE[e.kind]} (${proc}${conns})`;
+  });
+  const dsn = st.endpoints.dsn;
+  return [
+    ...lines,
+    ...(['rw', 'ro', 'auto'] as const).flatMap((k) => (dsn[k] ? [`dsn ${k.padEnd(4)} ${dsn[k]}`] : [])),
+    `dsn libpq (no endpoint needed): ${dsn.multi_host_rw}  (reads: ${dsn.multi_host_ro.replace(/.*\?/, '?')})`,
+  ];
 }
 
 /** The endpoint's DSN when the daemon runs it, else the primary's own. */

@@ -18,6 +18,12 @@ export interface ClusterState {
    * cleared after the last, so a daemon that restarts mid-way finishes it.
    */
   readonly pending?: { readonly kind: 'failover' | 'switchover'; readonly from: string; readonly to: string; readonly reason: string; readonly at: string } | null;
+  /**
+   * The endpoints hold new connections (no primary) until `until` (ISO time)
+   * or until cleared: a switchover sets it while it stops the old primary
+   * cleanly, before anything is irreversible. A stale hold expires by itself.
+   */
+  readonly hold?: { readonly reason: string; readonly until: string } | null;
 }
 
 /** Returns `s` with `change` applied and a fresh timestamp. */

@@ -5,7 +5,9 @@ import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
 import { readSecrets } from './secrets.js';
-import { daemonPid } from '../daemon/spawn.js';
+import { daemonPid, daemonRole, livePid, restarts, since, supervisorRole } from '../daemon/spawn.js';
+import { endpointStats, type EndpointStats } from '../router/stats.js';
+import type { EndpointKind } from '../config/types.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
 
@@ -45,11 +47,28 @@ export interface ClusterStatus {
   readonly primary: string;
   readonly postgres_version: string;
   readonly passfile: string;
-  readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string };
+  readonly daemon: {
+    readonly running: boolean;
+    readonly pid: number | null;
+    readonly log: string;
+    readonly since: string | null;
+    readonly restarts: number;
+    readonly supervisor: { readonly running: boolean; readonly pid: number | null; readonly since: string | null };
+  };
+  /** `rw`, `ro`, `auto`: host:port of each endpoint whose process runs; `details`: each enabled endpoint (see EndpointStats). */
+  readonly endpoints: EndpointsStatus;
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
+}
+
+export interface EndpointsStatus {
+  readonly rw?: string;
+  readonly ro?: string;
+  readonly auto?: string;
+  readonly details: Partial<Record<EndpointKind, EndpointStats>>;
+  /** libpq URIs (no password) for applications: one per running endpoint, and multi-host strings that need no pgmaestro process. */
+  readonly dsn: Partial<Record<EndpointKind, string>> & { readonly multi_host_rw: string; readonly multi_host_ro: string };
 }
 
 interface Probe {
@@ -85,6 +104,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
 
   const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
   const dpid = daemonPid(ctx);
+  const spid = livePid(ctx, supervisorRole(ctx));
+  const eps = await endpointStats(ctx);
   const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
   let archive: ArchiveStatus | null = null;
   let backups = { count: 0, latest: null as string | null };
@@ -102,11 +123,34 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     primary: primaryName,
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
-    daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints: dpid !== null ? { rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}` } : {},
+    daemon: {
+      running: dpid !== null,
+      pid: dpid,
+      log: ctx.paths.daemonLog,
+      since: dpid === null ? null : since(daemonRole(ctx)),
+      restarts: restarts(daemonRole(ctx)),
+      supervisor: { running: spid !== null, pid: spid, since: spid === null ? null : since(supervisorRole(ctx)) },
+    },
+    endpoints: endpointsStatus(ctx, eps),
     archive,
     backups,
     nodes,
+  };
+}
+
+function endpointsStatus(ctx: ClusterContext, eps: EndpointStats[]): EndpointsStatus {
+  const running = eps.filter((e) => e.running);
+  const addresses: Partial<Record<EndpointKind, string>> = Object.fromEntries(running.map((e) => [e.kind, e.address]));
+  const uri = (hosts: string, query = '') => `postgresql://${ctx.cfg.superuser}@${hosts}/postgres${query}`;
+  const all = ctx.cfg.nodes.map((n) => `${n.service.includes(':') ? `[${n.service}]` : n.service}:${n.port}`).join(',');
+  return {
+    ...addresses,
+    details: Object.fromEntries(eps.map((e) => [e.kind, e])),
+    dsn: {
+      ...Object.fromEntries(running.map((e) => [e.kind, uri(e.address)])),
+      multi_host_rw: uri(all, '?target_session_attrs=read-write'),
+      multi_host_ro: uri(all, '?target_session_attrs=prefer-standby'),
+    },
   };
 }
 

@@ -5,7 +5,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { PgmError } from '../errors.js';
 import { configSchema, overrideSchema } from './schema.js';
-import type { ClusterConfig, NodeConfig } from './types.js';
+import { ENDPOINT_KINDS, type ClusterConfig, type EndpointKind, type ListenAddress, type NodeConfig } from './types.js';
 
 export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
 
@@ -53,6 +53,18 @@ export function loadConfig(file: string): ClusterConfig {
     });
   }
 
+  const endpoints = {
+    rw: parseListen(raw.endpoints.rw, nodes[0].port + 1000),
+    ro: parseListen(raw.endpoints.ro, nodes[0].port + 1001),
+    auto: parseListen(raw.endpoints.auto, nodes[0].port + 1002),
+  };
+  checkEndpoints(file, endpoints, nodes);
+  if ((raw.endpoints.tls_cert === undefined) !== (raw.endpoints.tls_key === undefined)) {
+    throw new PgmError('config.invalid', `${file}: endpoints.${raw.endpoints.tls_cert === undefined ? 'tls_key' : 'tls_cert'}: set without ${raw.endpoints.tls_cert === undefined ? 'tls_cert' : 'tls_key'}.`, {
+      hint: 'set both endpoints.tls_cert and endpoints.tls_key, or neither (then secrets/server.crt and server.key are used when they exist).',
+    });
+  }
+
   return {
     file,
     dir,
@@ -82,7 +94,17 @@ export function loadConfig(file: string): ClusterConfig {
       isolation: raw.ha.isolation,
       vip: raw.ha.vip ?? null,
     },
-    endpoint: parseEndpoint(raw.endpoints.rw, nodes[0].port + 1000),
+    endpoints: {
+      ...endpoints,
+      maxLagBytes: raw.endpoints.max_lag,
+      maxLagSeconds: raw.endpoints.max_lag_seconds,
+      roDrainMs: shortDurationMs(raw.endpoints.ro_drain),
+      roFallback: raw.endpoints.ro_fallback,
+      holdMs: shortDurationMs(raw.endpoints.hold),
+      poolSize: raw.endpoints.pool_size,
+      tlsCert: raw.endpoints.tls_cert === undefined ? null : path.resolve(dir, raw.endpoints.tls_cert),
+      tlsKey: raw.endpoints.tls_key === undefined ? null : path.resolve(dir, raw.endpoints.tls_key),
+    },
     managerAddresses: [],
     nodes,
   };
@@ -93,10 +115,31 @@ export function shortDurationMs(text: string): number {
   return text.endsWith('ms') ? Number(text.slice(0, -2)) : Number(text.slice(0, -1)) * 1000;
 }
 
-function parseEndpoint(text: string | undefined, defaultPort: number): { host: string; port: number } {
-  if (!text) return { host: '127.0.0.1', port: defaultPort };
+/** An endpoint's address: the default when unset, null when disabled (`false`). */
+function parseListen(text: string | false | undefined, defaultPort: number): ListenAddress | null {
+  if (text === false) return null;
+  if (text === undefined) return { host: '127.0.0.1', port: defaultPort };
   const i = text.lastIndexOf(':');
   return { host: text.slice(0, i), port: Number(text.slice(i + 1)) };
+}
+
+/** Endpoints on real ports, none sharing an address with another endpoint or a node. */
+function checkEndpoints(file: string, eps: Record<EndpointKind, ListenAddress | null>, nodes: NodeConfig[]): void {
+  const seen: { what: string; host: string; port: number }[] = nodes.map((n) => ({ what: `node ${n.name}`, host: n.service, port: n.port }));
+  for (const kind of ENDPOINT_KINDS) {
+    const a = eps[kind];
+    if (!a) continue;
+    if (a.port < 1 || a.port > 65535) {
+      throw new PgmError('config.invalid', `${file}: endpoints.${kind}: port ${a.port} is not a TCP port.`, { hint: 'use a port from 1 to 65535.' });
+    }
+    const clash = seen.find((s) => s.port === a.port && (s.host === a.host || s.host === '0.0.0.0' || a.host === '0.0.0.0'));
+    if (clash) {
+      throw new PgmError('config.invalid', `${file}: endpoints.${kind}: ${a.host}:${a.port} is already used by ${clash.what}.`, {
+        hint: `give endpoints.${kind} a port of its own, or set it to false to disable it.`,
+      });
+    }
+    seen.push({ what: `endpoints.${kind}`, host: a.host, port: a.port });
+  }
 }
 
 /** '36h', '21d', '3w' in milliseconds. */

@@ -41,6 +41,30 @@ export interface HaConfig {
   readonly vip: string | null;
 }
 
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type EndpointKind = 'rw' | 'ro' | 'auto';
+export const ENDPOINT_KINDS: readonly EndpointKind[] = ['rw', 'ro', 'auto'];
+
+/** The application endpoints; each listens unless disabled (null). */
+export interface EndpointsConfig {
+  readonly rw: ListenAddress | null;
+  readonly ro: ListenAddress | null;
+  readonly auto: ListenAddress | null;
+  readonly maxLagBytes: number;
+  readonly maxLagSeconds: number;
+  readonly roDrainMs: number;
+  readonly roFallback: 'primary' | 'refuse';
+  readonly holdMs: number;
+  readonly poolSize: number;
+  /** Absolute paths; null when the option is unset (then the cluster's secrets/server.{crt,key} are used when present). */
+  readonly tlsCert: string | null;
+  readonly tlsKey: string | null;
+}
+
 export interface ClusterConfig {
   readonly file: string;
   /** Directory of the config file; the cluster's own files live under it. */
@@ -57,7 +81,6 @@ export interface ClusterConfig {
   readonly ha: HaConfig;
   /** Where pgmaestro itself connects from besides the nodes' admin addresses (the lab's gateway). */
   readonly managerAddresses: readonly string[];
-  /** The read-write endpoint the daemon listens on. */
-  readonly endpoint: { readonly host: string; readonly port: number };
+  readonly endpoints: EndpointsConfig;
   readonly nodes: readonly NodeConfig[];
 }

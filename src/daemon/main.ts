@@ -1,24 +1,27 @@
-import fs from 'node:fs';
 import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
-import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
+import type { ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
-import { Endpoint } from '../ha/endpoint.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import { Monitor } from '../ha/monitor.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { moveVip } from '../ha/vip-hooks.js';
-import { writeFileAtomic } from '../util/fsx.js';
+import { primaryFromState } from '../router/balance.js';
+import { refreshEndpoints, startEndpoints, watchEndpoints } from '../router/processes.js';
 import { serveApi } from './api.js';
 import { recordEvent } from './events.js';
+import { daemonPid, daemonRole, removePidFile, writePidFile } from './spawn.js';
 
 /**
- * The long-running process of a cluster: the read-write endpoint that follows
- * the primary, the failover monitor, the WAL archiver, the backup scheduler
- * and the control socket the CLI's operator commands go through. It owns no
- * PostgreSQL process: killing it, even with SIGKILL, leaves every database
- * running, and a new daemon picks up from the persisted cluster state.
+ * The long-running process of a cluster: the failover monitor, the WAL
+ * archiver, the backup scheduler, the control socket the CLI's operator
+ * commands go through, and the keeper of the endpoint processes (it adopts
+ * the running ones, starts the missing ones, restarts one that dies, and
+ * nudges them after it changed the cluster state). It owns no PostgreSQL
+ * process and no client connection: killing it, even with SIGKILL, leaves
+ * every database and every endpoint running, and a new daemon (the
+ * supervisor starts one) picks up from the persisted cluster state.
  */
 export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
@@ -27,24 +30,30 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     log(sentence);
   };
 
-  // 1. the endpoint, pointed at the primary unless it is fenced or a promotion is pending
-  const endpoint = new Endpoint({ host: ctx.cfg.endpoint.host, port: ctx.cfg.endpoint.port, log });
-  try {
-    await endpoint.listen();
-  } catch (err) {
-    log(`cannot listen on the endpoint ${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}: ${(err as Error).message}`);
-    process.exit(1);
+  const other = daemonPid(ctx);
+  if (other !== null && other !== process.pid) {
+    log(`another daemon already runs for this cluster (pid ${other}); exiting`);
+    return;
   }
+  // The pid file says "running" from here on: the supervisor and `up` wait for it, not for the whole start.
+  writePidFile(daemonRole(ctx));
+
+  // 1. the endpoint processes: adopted if they run, started if not; they follow the state by themselves
+  for (const line of await startEndpoints(ctx).catch((err: unknown) => [`endpoints: ${err instanceof PgmError ? err.render() : String(err)}`])) log(line);
+  const endpointWatch = watchEndpoints(ctx, event);
   const hooks: PrimaryHooks = {
+    // The failover code writes the state first, then calls this: every endpoint
+    // applies it (dropping connections to a fenced primary) before it returns.
     async setPrimary(name, reason) {
-      const node = name === null ? null : findNode(ctx.cfg, name);
-      endpoint.setTarget(node ? { name: node.name, host: node.service, port: node.port } : null, reason); // logs its own sentence
+      for (const line of await refreshEndpoints(ctx)) log(`${line} (${reason})`);
       if (ctx.cfg.ha.vip) for (const line of await moveVip(ctx, name)) log(line);
     },
   };
-  const st = ctx.store.read();
-  const primary = currentPrimaryName(ctx);
-  await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
+  if (ctx.cfg.ha.vip) {
+    const st = await ctx.store.read();
+    const primary = primaryFromState(ctx.cfg, st);
+    for (const line of await moveVip(ctx, primary)) log(line);
+  }
 
   // 2. the monitor, and the control socket whose commands pause it
   const monitor = new Monitor(ctx, hooks, event);
@@ -63,8 +72,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   const scheduler = new BackupScheduler(ctx, event);
   scheduler.start();
 
-  writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);
-  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}`);
+  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid})`);
 
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -88,10 +96,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
       setTimeout(r, intervalMs);
     });
   }
-  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), new Promise((r) => api.close(r))]);
-  try {
-    if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
-  } catch {
-    // already gone
-  }
+  endpointWatch.stop();
+  await Promise.all([archiver?.stop(), scheduler.stop(), new Promise((r) => api.close(r))]);
+  removePidFile(daemonRole(ctx));
 }

@@ -55,7 +55,7 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   const timeline = await promoteNode(ctx, to, secrets);
 
   // 3. the endpoint and the state follow the new primary
-  ctx.store.write(nextState(state(ctx), { primary: to.name, timeline, pending: null }));
+  ctx.store.write(nextState(state(ctx), { primary: to.name, timeline, pending: null, hold: null }));
   await hooks.setPrimary(to.name, `${req.kind} to ${to.name}`);
 
   // 4. slots on the new primary, the other replicas re-pointed

@@ -12,7 +12,7 @@ const cfg: ClusterConfig = {
   osUser: 'postgres', superuser: 'postgres', replicationUser: 'replicator', settings: { shared_buffers: '256MB', jit: false },
   backup: { repository: '/c/backups', compression: 'none', retention: '21d', retentionMs: 21 * 86400_000, from: 'replica', walArchive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } },
   ha: { failoverTimeoutMs: 5000, restartFirst: true, maximumLagOnFailover: 1048576, autoRejoin: false, quorum: null, isolation: 'none', vip: null },
-  endpoint: { host: '127.0.0.1', port: 6432 },
+  endpoints: { rw: { host: '127.0.0.1', port: 6432 }, ro: null, auto: null, maxLagBytes: 0, maxLagSeconds: 0, roDrainMs: 0, roFallback: 'primary', holdMs: 0, poolSize: 1, tlsCert: null, tlsKey: null },
   managerAddresses: [],
   nodes: [node('a', 5432, '10.0.1.1'), node('b', 5432, '10.0.1.2', { work_mem: '64MB' })],
 };

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { Endpoint, type EndpointTarget } from '../../src/ha/endpoint.js';
+import { Endpoint, type EndpointTarget } from '../../src/router/tcp.js';
 import { PgmError } from '../../src/errors.js';
 
 /**

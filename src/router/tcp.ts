@@ -2,9 +2,11 @@ import net from 'node:net';
 import { PgmError } from '../errors.js';
 
 /**
- * The cluster's stable read-write endpoint: a TCP forwarder (it does not parse
- * the PostgreSQL protocol) that pipes every client connection to the current
- * primary.
+ * A TCP endpoint (it does not parse the PostgreSQL protocol) that pipes every
+ * client connection to a target: `rw` forwards to the one current target (the
+ * primary, `setTarget`); `ro` passes a `pick` function that chooses a target
+ * for each new connection (a replica by least connections) and takes targets
+ * out with `dropTarget`.
  *
  * Guarantees:
  * - `setTarget(next)` destroys every session with the previous target before
@@ -38,6 +40,12 @@ export interface EndpointOptions {
   /** How long a connection waits for a target when there is none (default 10 s). */
   readonly holdMs?: number;
   readonly log?: (sentence: string) => void;
+  /**
+   * Chooses the target of each new connection instead of the current one:
+   * a target, null to hold the connection until `release()` finds one, or
+   * 'refuse' to close it at once.
+   */
+  readonly pick?: () => EndpointTarget | null | 'refuse';
 }
 
 export interface EndpointStats {
@@ -50,7 +58,7 @@ export interface EndpointStats {
   readonly connecting: number;
   /** Connections waiting for a target. */
   readonly held: number;
-  /** Totals since the endpoint was created. */
+  /** Totals since the endpoint was created (bytes include the live connections'). */
   readonly accepted: number;
   readonly forwarded: number;
   readonly dropped: number;
@@ -58,6 +66,8 @@ export interface EndpointStats {
   readonly holdExpired: number;
   readonly bytesFromClients: number;
   readonly bytesToClients: number;
+  /** Connections piped or being opened, by target name. */
+  readonly perTarget: Record<string, number>;
 }
 
 /** One client connection and, once opened, its connection to a target. */
@@ -65,6 +75,8 @@ interface Link {
   readonly client: net.Socket;
   state: 'held' | 'connecting' | 'piped';
   upstream: net.Socket | null;
+  /** The target of `upstream`. */
+  target: EndpointTarget | null;
   holdTimer: NodeJS.Timeout | null;
   /** Sockets of a piped link that have closed cleanly; the link is forgotten when both have. */
   closed: number;
@@ -114,12 +126,30 @@ export class Endpoint {
     let active = 0;
     let connecting = 0;
     let held = 0;
+    const perTarget: Record<string, number> = {};
+    let liveIn = 0;
+    let liveOut = 0;
     for (const l of this.links) {
+      liveIn += l.client.bytesRead;
+      liveOut += l.client.bytesWritten;
       if (l.state === 'held') held++;
       else if (l.state === 'connecting') connecting++;
       else active++;
+      if (l.target && l.state !== 'held') perTarget[l.target.name] = (perTarget[l.target.name] ?? 0) + 1;
     }
-    return { address: this.address, listening: this.server.listening, target: this.current, active, connecting, held, ...this.totals };
+    const t = this.totals;
+    return {
+      address: this.address,
+      listening: this.server.listening,
+      target: this.current,
+      active,
+      connecting,
+      held,
+      ...t,
+      bytesFromClients: t.bytesFromClients + liveIn,
+      bytesToClients: t.bytesToClients + liveOut,
+      perTarget,
+    };
   }
 
   /** Resolves once the endpoint accepts connections. */
@@ -198,6 +228,50 @@ export class Endpoint {
     return sentence;
   }
 
+  /** Connections piped to or being opened to `name` (what least-connections balancing counts). */
+  connectionsTo(name: string): number {
+    let n = 0;
+    for (const l of this.links) if (l.state !== 'held' && l.target?.name === name) n++;
+    return n;
+  }
+
+  /**
+   * `pick` mode: destroys every piped connection to `name` and sends the ones
+   * still opening to it elsewhere. Returns how many were dropped.
+   */
+  dropTarget(name: string): number {
+    let dropped = 0;
+    for (const l of [...this.links]) {
+      if (l.target?.name !== name) continue;
+      if (l.state === 'piped') {
+        dropped++;
+        this.teardown(l);
+      } else if (l.state === 'connecting') {
+        this.abandonUpstream(l);
+        this.route(l);
+      }
+    }
+    this.totals.dropped += dropped;
+    return dropped;
+  }
+
+  /** `pick` mode: offers every held connection to `pick` again. Returns how many found a target. */
+  release(): number {
+    let released = 0;
+    for (const l of [...this.links]) {
+      if (l.state !== 'held') continue;
+      const t = this.choose();
+      if (t === null) break;
+      if (t === 'refuse') {
+        this.teardown(l);
+        continue;
+      }
+      released++;
+      this.forward(l, t);
+    }
+    return released;
+  }
+
   /** Stops accepting, destroys every connection, and resolves once the listener is closed. */
   close(): Promise<void> {
     this.closing = true;
@@ -212,7 +286,7 @@ export class Endpoint {
       return;
     }
     this.totals.accepted++;
-    const link: Link = { client, state: 'held', upstream: null, holdTimer: null, closed: 0 };
+    const link: Link = { client, state: 'held', upstream: null, target: null, holdTimer: null, closed: 0 };
     this.links.add(link);
     client.setNoDelay(true);
     client.setKeepAlive(true, 10_000);
@@ -222,13 +296,26 @@ export class Endpoint {
       this.totals.bytesToClients += client.bytesWritten;
       this.closed(link, hadError);
     });
-    if (this.current) this.forward(link, this.current);
+    this.route(link);
+  }
+
+  private choose(): EndpointTarget | null | 'refuse' {
+    return this.opts.pick ? this.opts.pick() : this.current;
+  }
+
+  /** Sends a new (or redirected) connection to its target, holds it, or refuses it. */
+  private route(link: Link): void {
+    const t = this.choose();
+    if (t === 'refuse') this.teardown(link);
+    else if (t) this.forward(link, t);
     else this.hold(link);
   }
 
   /** Keeps the client waiting, unread, until a target is set or holdMs has passed. */
   private hold(link: Link): void {
     link.state = 'held';
+    link.target = null;
+    if (link.holdTimer) clearTimeout(link.holdTimer);
     link.holdTimer = setTimeout(() => {
       this.totals.holdExpired++;
       this.expiredSinceChange++;
@@ -243,6 +330,7 @@ export class Endpoint {
     link.state = 'connecting';
     const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
     link.upstream = upstream;
+    link.target = target;
     upstream.setTimeout(this.connectTimeoutMs);
     upstream.once('timeout', () => upstream.destroy(Object.assign(new Error(`no answer within ${seconds(this.connectTimeoutMs)}`), { code: 'ETIMEDOUT' })));
     // The guards ignore an upstream the link has abandoned (see abandonUpstream).
@@ -291,7 +379,7 @@ export class Endpoint {
 
   private unreachable(target: EndpointTarget, err: NodeJS.ErrnoException): void {
     this.totals.unreachable++;
-    if (this.unreachableLogged || !sameTarget(target, this.current)) return;
+    if (this.unreachableLogged || (!this.opts.pick && !sameTarget(target, this.current))) return;
     this.unreachableLogged = true;
     this.log(`endpoint ${this.address} cannot reach ${describe(target)} (${err.code ?? err.message}); closing client connections until it answers`);
   }

@@ -1,0 +1,34 @@
+import { openCluster } from '../cluster/context.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { ENDPOINT_KINDS, type EndpointKind } from '../config/types.js';
+import { errorMessage, exitCodeFor, PgmError } from '../errors.js';
+
+/**
+ * `pgmaestro endpoint KIND -c FILE` and `pgmaestro supervise -c FILE`: the
+ * hidden commands `up` and the daemon start detached. Parsed by hand (two
+ * fixed shapes) to keep their start-up small.
+ */
+async function main(argv: string[]): Promise<void> {
+  const [verb, ...rest] = argv;
+  const c = rest.indexOf('-c');
+  const file = resolveConfigPath(c >= 0 ? rest[c + 1] : undefined);
+  const ctx = await openCluster(loadConfig(file));
+  if (verb === 'supervise') {
+    const { runSupervisor } = await import('../daemon/supervise.js');
+    await runSupervisor(ctx);
+    return;
+  }
+  const kind = rest[0];
+  if (!ENDPOINT_KINDS.includes(kind as EndpointKind)) throw new PgmError('usage', `there is no endpoint '${kind}'.`, { hint: `use one of: ${ENDPOINT_KINDS.join(', ')}.` });
+  const { runEndpoint } = await import('../router/serve.js');
+  const { makeAutoService } = await import('../router/auto.js');
+  await runEndpoint(ctx, kind as EndpointKind, makeAutoService);
+}
+
+try {
+  await main(process.argv.slice(2));
+  process.exit(0);
+} catch (err) {
+  process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
+  process.exit(exitCodeFor(err));
+}

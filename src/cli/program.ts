@@ -1,0 +1,111 @@
+import { Command, CommanderError } from 'commander';
+import { z } from 'zod';
+import { openCluster } from '../cluster/context.js';
+import { down } from '../cluster/down.js';
+import { ensureLab } from '../cluster/lab.js';
+import { clusterPaths } from '../cluster/paths.js';
+import { up } from '../cluster/provision.js';
+import { clusterStatus } from '../cluster/status.js';
+import { initConfig } from '../config/init.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { configSchema } from '../config/schema.js';
+import { runDaemon } from '../daemon/main.js';
+import { ensureSupervised } from '../daemon/supervise.js';
+import { checkEndpointPorts } from '../router/processes.js';
+import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
+import { registerBackupCommands } from './backup.js';
+import { registerHaCommands } from './ha.js';
+import { formatStatus } from './output.js';
+
+/** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
+const program = new Command('pgmaestro')
+  .description('PostgreSQL cluster manager: one config, streaming replicas, failover behind a stable endpoint, backups and point-in-time restore')
+  .showHelpAfterError(false)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+const say = (line: string) => process.stdout.write(line + '\n');
+const intArg = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new PgmError('usage', `${name} must be a whole number, not '${v}'.`, { hint: `for example ${name} 2.` });
+  return n;
+};
+
+program
+  .command('init')
+  .argument('<dir>', 'directory for the new cluster')
+  .option('--replicas <n>', 'number of replicas', intArg('--replicas'), 2)
+  .option('--port-base <p>', 'port of the first node (default 5432, or the next free block)', intArg('--port-base'))
+  .option('--bin-dir <dir>', "PostgreSQL bin directory, or 'embedded'")
+  .description('write DIR/pgmaestro.yaml, a commented example that works as is')
+  .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string }) => {
+    const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir });
+    say(`wrote ${r.file} (${o.replicas + 1} nodes on ports ${r.portBase}-${r.portBase + o.replicas})`);
+    say(`start it with: pgmaestro up -c ${r.file}`);
+  });
+
+program
+  .command('up')
+  .option('-c, --config <file>', 'cluster configuration')
+  .description('provision what is missing, start all, wait until healthy')
+  .action(async (o: { config?: string }) => {
+    const cfg = loadConfig(resolveConfigPath(o.config));
+    if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
+    const ctx = await openCluster(cfg);
+    await checkEndpointPorts(ctx);
+    await up(ctx, say);
+    const d = await ensureSupervised(ctx);
+    say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
+    say('');
+    say(formatStatus(await clusterStatus(ctx)));
+  });
+
+program
+  .command('status')
+  .option('-c, --config <file>', 'cluster configuration')
+  .option('--json', 'machine-readable output')
+  .description('nodes, roles, timeline, LSNs, lag')
+  .action(async (o: { config?: string; json?: boolean }) => {
+    const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    const st = await clusterStatus(ctx);
+    say(o.json ? JSON.stringify(st, null, 2) : formatStatus(st));
+  });
+
+program
+  .command('down')
+  .option('-c, --config <file>', 'cluster configuration')
+  .description('stop everything, keep data')
+  .action(async (o: { config?: string }) => {
+    const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    await down(ctx, say);
+  });
+
+registerBackupCommands(program);
+registerHaCommands(program);
+
+program
+  .command('schema')
+  .description('print the JSON Schema of pgmaestro.yaml')
+  .action(() => {
+    say(JSON.stringify(z.toJSONSchema(configSchema, { io: 'input' }), null, 2));
+  });
+
+program
+  .command('daemon', { hidden: true })
+  .option('-c, --config <file>', 'cluster configuration')
+  .action(async (o: { config?: string }) => {
+    const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    await runDaemon(ctx);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    if (err.exitCode === 0) process.exit(0); // --help, --version
+    process.exit(2); // commander already printed its one line
+  }
+  process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
+  if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  process.exit(exitCodeFor(err));
+}
