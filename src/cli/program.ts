@@ -11,7 +11,7 @@ import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { configSchema } from '../config/schema.js';
 import { runDaemon } from '../daemon/main.js';
 import { ensureSupervised } from '../daemon/supervise.js';
-import { checkEndpointPorts, startEndpoints } from '../router/processes.js';
+import { awaitEndpoints, checkEndpointPorts } from '../router/processes.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
@@ -56,8 +56,8 @@ program
     await up(ctx, say);
     const d = await ensureSupervised(ctx);
     say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
-    // The daemon starts them too; this covers an endpoint enabled since it started.
-    for (const line of await startEndpoints(ctx)) if (!line.includes('adopted')) say(line);
+    // The daemon starts the endpoints; wait for them (and start one enabled since the daemon started).
+    for (const line of await awaitEndpoints(ctx, d.started ? 20_000 : 3_000)) say(line);
     say('');
     say(formatStatus(await clusterStatus(ctx)));
   });

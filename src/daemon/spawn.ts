@@ -107,7 +107,12 @@ export async function startDetached(ctx: ClusterContext, role: ProcessRole, args
   while (Date.now() < deadline) {
     const pid = livePid(ctx, role);
     if (pid !== null && pid === child.pid) return pid;
-    if (child.exitCode !== null || child.signalCode !== null) break;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      // Lost a race with another starter (the daemon and `up` both start endpoints): theirs counts.
+      const other = livePid(ctx, role);
+      if (other !== null) return other;
+      break;
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

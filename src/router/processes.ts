@@ -70,6 +70,19 @@ export async function startEndpoints(ctx: ClusterContext): Promise<string[]> {
 }
 
 /**
+ * `up`: waits up to `waitMs` for the daemon to have every enabled endpoint
+ * running, then starts any still missing itself (one enabled in the
+ * configuration after the daemon started). Returns a line per endpoint it started.
+ */
+export async function awaitEndpoints(ctx: ClusterContext, waitMs: number): Promise<string[]> {
+  const deadline = Date.now() + waitMs;
+  const missing = () => enabledEndpoints(ctx).filter(({ kind }) => livePid(ctx, endpointRole(ctx, kind)) === null);
+  while (missing().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const lines = await startEndpoints(ctx);
+  return lines.filter((l) => !l.includes('adopted'));
+}
+
+/**
  * Restarts endpoint processes that died, checking every `intervalMs`, until
  * `stop()`. Each restart is counted (status shows it) and reported.
  */
