@@ -4,6 +4,19 @@ import fs from 'node:fs';
 import pg from 'pg';
 import { TestCluster } from '../helpers/cluster.js';
 import { setHa } from '../helpers/ha.js';
+import path from 'node:path';
+
+/** True when `pidFile` names a live process other than `old`. */
+function livePid(pidFile: string, old: number): boolean {
+  try {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    if (pid === old) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Issue 16: endpoints outlive the daemon, the daemon comes back by itself,
@@ -69,15 +82,14 @@ test('kill -9 of the daemon: established and new connections keep working; the s
   const st = await c.status();
   assert.equal(st.daemon.supervisor.running, true);
   const held = new pg.Client({ host: '127.0.0.1', port: RW, user: 'postgres', password, database: 'postgres' });
+  held.on('error', () => undefined);
   await held.connect();
   const dialer = new Dialer(RW, () => 'SELECT 1').start();
   await c.until('dialing', async () => dialer.ok > 5);
   const killedAt = Date.now();
   process.kill(st.daemon.pid!, 'SIGKILL');
-  await c.until('a new daemon', async () => {
-    const now = await c.status();
-    return now.daemon.running && now.daemon.pid !== st.daemon.pid;
-  }, 10_000);
+  // Measured on the pid file and /proc directly: a status command takes a second or more on a loaded machine.
+  await c.until('a new daemon', async () => livePid(path.join(c.dir, 'state', 'daemon.pid'), st.daemon.pid!), 10_000);
   const back = Date.now() - killedAt;
   await new Promise((r) => setTimeout(r, 500));
   await dialer.stop();
@@ -94,6 +106,7 @@ test('kill -9 of the daemon: established and new connections keep working; the s
 test('kill -9 of an endpoint process: back within 2 s; only its own connections dropped', async () => {
   const st = await c.status();
   const viaAuto = new pg.Client({ host: '127.0.0.1', port: AUTO, user: 'postgres', password, database: 'postgres' });
+  viaAuto.on('error', () => undefined);
   await viaAuto.connect();
   const viaRw = new pg.Client({ host: '127.0.0.1', port: RW, user: 'postgres', password, database: 'postgres' });
   viaRw.on('error', () => undefined);
