@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
+import { toolFailure } from '../postgres/tool-failure.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { adminTarget, currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { PgmError } from '../errors.js';
 import { quoteIdent, withClient } from '../postgres/sql.js';
-import { findClientTool } from '../postgres/tools.js';
+import { findClientTool, runClientTool } from '../postgres/tools.js';
 import type { Repository } from './repository.js';
 import { verifiedReader } from '../restore/repo-member.js';
 import type { BackupInfo, StoredEntry } from './types.js';
@@ -45,10 +46,10 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
   const env = { ...process.env, PGPASSFILE: ctx.paths.superuserPassfile, PGCONNECT_TIMEOUT: '10' };
   try {
     if (opts.all) {
-      await dumpToRepo(repo, dir, 'dumpall.sql', tool.path, [...conn, '-l', 'postgres'], env, entries);
+      await dumpToRepo(repo, dir, 'dumpall.sql', tool.path, [...conn, '-l', 'postgres'], env, entries, ctx.paths.logsDir);
     } else if (opts.format === 'directory') {
       const scratch = path.join(repo.root, dir, 'dump.dir');
-      await runTool(tool.path, [...conn, '-Fd', '-f', scratch, ...tableArgs(opts.tables), opts.db!], env);
+      await runTool(tool.path, [...conn, '-Fd', '-f', scratch, ...tableArgs(opts.tables), opts.db!], env, ctx.paths.logsDir);
       for (const f of fs.readdirSync(scratch).sort()) {
         const w = await repo.storage.writer(`${dir}/dump/${f}`, 'none');
         for await (const chunk of fs.createReadStream(path.join(scratch, f))) await w.write(chunk as Buffer);
@@ -58,7 +59,7 @@ export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts:
       fs.rmSync(scratch, { recursive: true, force: true });
     } else {
       const fmt = opts.format === 'plain' ? 'p' : 'c';
-      await dumpToRepo(repo, dir, opts.format === 'plain' ? 'dump.sql' : 'dump.custom', tool.path, [...conn, `-F${fmt}`, ...tableArgs(opts.tables), opts.db!], env, entries);
+      await dumpToRepo(repo, dir, opts.format === 'plain' ? 'dump.sql' : 'dump.custom', tool.path, [...conn, `-F${fmt}`, ...tableArgs(opts.tables), opts.db!], env, entries, ctx.paths.logsDir);
     }
   } catch (err) {
     repo.storage.remove(dir);
@@ -119,10 +120,10 @@ export async function logicalRestore(ctx: ClusterContext, repo: Repository, id: 
     const fmt = b.logical.format;
     if (fmt === 'plain' || fmt === 'dumpall') {
       const psql = await findClientTool('psql', major, ctx.bins);
-      await runTool(psql.path, [...conn, '-d', db, '-v', 'ON_ERROR_STOP=1', '-q', '-f', path.join(scratch, fmt === 'plain' ? 'dump.sql' : 'dumpall.sql')], env);
+      await runTool(psql.path, [...conn, '-d', db, '-v', 'ON_ERROR_STOP=1', '-q', '-f', path.join(scratch, fmt === 'plain' ? 'dump.sql' : 'dumpall.sql')], env, ctx.paths.logsDir);
     } else {
       const pgRestore = await findClientTool('pg_restore', major, ctx.bins);
-      await runTool(pgRestore.path, [...conn, '-d', db, '--no-owner', '--exit-on-error', fmt === 'custom' ? path.join(scratch, 'dump.custom') : path.join(scratch, 'dump')], env);
+      await runTool(pgRestore.path, [...conn, '-d', db, '--no-owner', '--exit-on-error', fmt === 'custom' ? path.join(scratch, 'dump.custom') : path.join(scratch, 'dump')], env, ctx.paths.logsDir);
     }
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
@@ -134,12 +135,18 @@ function tableArgs(tables: readonly string[]): string[] {
   return tables.flatMap((t) => ['-t', t]);
 }
 
-async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, entries: StoredEntry[]): Promise<void> {
+async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, entries: StoredEntry[], keepDir: string): Promise<void> {
   const w = await repo.storage.writer(`${dir}/${name}`, name.endsWith('.sql') ? repo.compression : 'none');
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const exit = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  const exit = new Promise<number>((resolve) => {
+    child.on('error', (err) => {
+      stderr += `error: cannot run ${cmd}: ${err.message}\n`;
+      resolve(127);
+    });
+    child.on('close', (code) => resolve(code ?? 1));
+  });
   try {
     for await (const chunk of child.stdout) await w.write(chunk as Buffer);
   } catch (err) {
@@ -149,23 +156,18 @@ async function dumpToRepo(repo: Repository, dir: string, name: string, cmd: stri
   }
   if ((await exit) !== 0) {
     await w.abort();
-    throw toolFailed(cmd, stderr);
+    throw toolFailed(cmd, stderr, keepDir);
   }
   const r = await w.end();
   entries.push({ kind: 'file', path: name, size: r.size, stored: path.posix.relative(dir, r.stored), stored_size: r.storedSize, sha256: r.sha256 });
 }
 
-function runTool(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(toolFailed(cmd, stderr))));
-  });
+const TOOL_HINT = 'fix the cause (a wrong database or table name, tables that already exist?) and run it again; nothing incomplete was kept.';
+
+async function runTool(cmd: string, args: string[], env: NodeJS.ProcessEnv, keepDir: string): Promise<void> {
+  await runClientTool(cmd, args, { env, keepDir, code: 'backup.failed', hint: TOOL_HINT });
 }
 
-function toolFailed(cmd: string, stderr: string): PgmError {
-  const line = stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? 'no message';
-  return new PgmError('backup.failed', `${path.basename(cmd)} failed: ${line}.`, { hint: 'fix the cause (a wrong database or table name?) and run it again; nothing incomplete was kept.' });
+function toolFailed(cmd: string, stderr: string, keepDir: string): PgmError {
+  return toolFailure('backup.failed', path.basename(cmd), '', stderr, { keepDir, hint: TOOL_HINT });
 }

@@ -117,7 +117,9 @@ export class Repository {
     this.removeLeftovers();
     const suffix = { full: 'F', incr: 'I', cold: 'C', logical: 'L' }[type];
     let id = `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}${suffix}`;
-    for (let n = 2; this.storage.exists(`backups/${id}`); n++) id = `${id.replace(/-\d+$/, '')}-${n}`;
+    // a backup begun in the same second (or its partial folder) keeps its id; this one gets the next free one
+    const taken = (x: string) => this.storage.exists(`backups/${x}`) || this.storage.exists(`backups/${x}.partial`);
+    for (let n = 2; taken(id); n++) id = `${id.replace(/-\d+$/, '')}-${n}`;
     const dir = `backups/${id}.partial`;
     this.storage.mkdir(dir);
     return { id, dir };

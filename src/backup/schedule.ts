@@ -5,6 +5,10 @@ import { expire } from './expire.js';
 import { hotBackup } from './physical.js';
 import { Repository } from './repository.js';
 import { formatBytes } from '../util/format.js';
+import { withLocks } from '../cluster/lock.js';
+
+/** How long a scheduled backup waits for a backup (or expiry) someone started by hand. */
+const SCHEDULED_WAIT_MS = 3 * 3600_000;
 
 /**
  * The daemon's backup policy: the configured cron schedules for full and
@@ -44,8 +48,11 @@ export class BackupScheduler {
       let kind = type;
       if (kind === 'incr' && !repo.list().some((b) => b.type === 'full')) kind = 'full';
       try {
-        const b = await hotBackup(this.ctx, repo, { type: kind, quiet: true });
-        const e = expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false });
+        // a backup taken by hand meanwhile finishes first; this one then follows it
+        const { b, e } = await withLocks(this.ctx.locks, ['repository'], `daemon: scheduled ${kind} backup`, SCHEDULED_WAIT_MS, async () => {
+          const taken = await hotBackup(this.ctx, repo, { type: kind, quiet: true });
+          return { b: taken, e: expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false }) };
+        });
         return this.say(
           `scheduled ${b.type} backup ${b.id} from ${b.node}: ${formatBytes(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
         );

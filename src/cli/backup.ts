@@ -9,6 +9,8 @@ import { formatBytes } from '../util/format.js';
 import type { BackupInfo } from '../backup/types.js';
 import { verify } from '../backup/verify.js';
 import { openCluster } from '../cluster/context.js';
+import { parseWait, withLocks } from '../cluster/lock.js';
+import { WAIT_FLAGS, WAIT_HELP } from './output.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PgmError } from '../errors.js';
 import { restore } from '../restore/restore.js';
@@ -37,10 +39,11 @@ export function registerBackupCommands(program: Command): void {
     .option('-c, --config <file>', 'cluster configuration')
     .option('--from <node>', 'node to take it from (default: a replica, else the primary)')
     .option('--json', 'machine-readable output')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('hot full backup streamed into the repository')
-    .action(async (o: { config?: string; from?: string; json?: boolean }) => {
+    .action(async (o: { config?: string; from?: string; json?: boolean; wait?: string | boolean }) => {
       const { ctx, repo } = await open(o.config);
-      const b = await hotBackup(ctx, repo, { type: 'full', from: o.from });
+      const b = await withLocks(ctx.locks, ['repository'], 'pgmaestro backup full', parseWait(o.wait), () => hotBackup(ctx, repo, { type: 'full', from: o.from }));
       say(o.json ? JSON.stringify(b, null, 2) : describe(b));
     });
 
@@ -50,10 +53,11 @@ export function registerBackupCommands(program: Command): void {
     .option('--from <node>', 'node to take it from')
     .option('--parent <id>', 'parent backup (default: the newest of the same timeline)')
     .option('--json', 'machine-readable output')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('PostgreSQL 17+ incremental backup against a parent')
-    .action(async (o: { config?: string; from?: string; parent?: string; json?: boolean }) => {
+    .action(async (o: { config?: string; from?: string; parent?: string; json?: boolean; wait?: string | boolean }) => {
       const { ctx, repo } = await open(o.config);
-      const b = await hotBackup(ctx, repo, { type: 'incr', from: o.from, parent: o.parent });
+      const b = await withLocks(ctx.locks, ['repository'], 'pgmaestro backup incr', parseWait(o.wait), () => hotBackup(ctx, repo, { type: 'incr', from: o.from, parent: o.parent }));
       say(o.json ? JSON.stringify(b, null, 2) : `${describe(b)}, parent ${b.parent}`);
     });
 
@@ -62,10 +66,11 @@ export function registerBackupCommands(program: Command): void {
     .requiredOption('--node <node>', 'node to stop, copy and start again')
     .option('-c, --config <file>', 'cluster configuration')
     .option('--json', 'machine-readable output')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('stop a node cleanly, copy its data directory, start it again')
-    .action(async (o: { config?: string; node: string; json?: boolean }) => {
+    .action(async (o: { config?: string; node: string; json?: boolean; wait?: string | boolean }) => {
       const { ctx, repo } = await open(o.config);
-      const b = await coldBackup(ctx, repo, o.node);
+      const b = await withLocks(ctx.locks, ['cluster', 'repository'], `pgmaestro backup cold --node ${o.node}`, parseWait(o.wait), () => coldBackup(ctx, repo, o.node));
       say(o.json ? JSON.stringify(b, null, 2) : describe(b));
     });
 
@@ -77,12 +82,15 @@ export function registerBackupCommands(program: Command): void {
     .option('--format <f>', 'plain, custom or directory', 'custom')
     .option('--all', 'the whole cluster with pg_dumpall')
     .option('--json', 'machine-readable output')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('pg_dump of a database (or pg_dumpall --all) into the repository')
-    .action(async (o: { config?: string; db?: string; table?: string[]; format: string; all?: boolean; json?: boolean }) => {
+    .action(async (o: { config?: string; db?: string; table?: string[]; format: string; all?: boolean; json?: boolean; wait?: string | boolean }) => {
       if (!o.all && !o.db) throw new PgmError('usage', 'backup logical needs --db NAME or --all.', { hint: 'for example: pgmaestro backup logical --db app --format custom.' });
       if (!['plain', 'custom', 'directory'].includes(o.format)) throw new PgmError('usage', `--format must be plain, custom or directory, not '${o.format}'.`, { hint: 'use --format custom.' });
       const { ctx, repo } = await open(o.config);
-      const b = await logicalBackup(ctx, repo, { db: o.db ?? null, all: Boolean(o.all), tables: o.table ?? [], format: o.format as LogicalFormat });
+      const b = await withLocks(ctx.locks, ['repository'], 'pgmaestro backup logical', parseWait(o.wait), () =>
+        logicalBackup(ctx, repo, { db: o.db ?? null, all: Boolean(o.all), tables: o.table ?? [], format: o.format as LogicalFormat }),
+      );
       say(o.json ? JSON.stringify(b, null, 2) : describe(b));
     });
 
@@ -130,12 +138,15 @@ export function registerBackupCommands(program: Command): void {
     .option('--dry-run', 'say what would be removed, remove nothing')
     .option('--at <time>', 'evaluate the window as of this moment instead of now (rehearse with --dry-run)')
     .option('--json', 'machine-readable output')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('remove what no point of the recovery window needs')
-    .action(async (o: { config?: string; dryRun?: boolean; at?: string; json?: boolean }) => {
+    .action(async (o: { config?: string; dryRun?: boolean; at?: string; json?: boolean; wait?: string | boolean }) => {
       const now = o.at === undefined ? new Date() : new Date(o.at);
       if (Number.isNaN(now.getTime())) throw new PgmError('usage', `--at '${o.at}' is not a date and time.`, { hint: 'use ISO 8601, e.g. 2026-12-01T00:00:00Z.' });
       const { ctx, repo } = await open(o.config);
-      const r = expire(repo, ctx.cfg.backup.retentionMs, { dryRun: Boolean(o.dryRun), now });
+      const r = o.dryRun
+        ? expire(repo, ctx.cfg.backup.retentionMs, { dryRun: true, now })
+        : await withLocks(ctx.locks, ['repository'], 'pgmaestro backup expire', parseWait(o.wait), async () => expire(repo, ctx.cfg.backup.retentionMs, { dryRun: false, now }));
       if (o.json) return say(JSON.stringify(r, null, 2));
       say(r.reason);
       say(`${r.dryRun ? 'would remove' : 'removed'} ${r.remove.length} backup(s)${r.remove.length ? `: ${r.remove.join(', ')}` : ''} and ${r.removedWal.length} WAL segment(s); kept ${r.keep.length}`);
@@ -156,6 +167,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--logical <id>', 'restore a logical backup instead, into --db')
     .option('--db <name>', 'database for --logical')
     .option('--json', 'machine-readable output')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('restore to any moment the repository reaches')
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const { ctx, repo } = await open(o.config as string | undefined, 'read');
@@ -163,7 +175,10 @@ export function registerBackupCommands(program: Command): void {
         if (!o.db) throw new PgmError('usage', 'restore --logical needs --db NAME.', { hint: 'for example: pgmaestro restore --logical ID --db app_copy.' });
         return say(await logicalRestore(ctx, repo, o.logical as string, o.db as string));
       }
-      if (o.node) return say(await restoreNode(ctx, Repository.open(ctx, 'write'), o.node as string, parseTarget(o), say));
+      if (o.node) {
+        const node = o.node as string;
+        return say(await withLocks(ctx.locks, ['cluster', 'repository'], `pgmaestro restore --node ${node}`, parseWait(o.wait), () => restoreNode(ctx, Repository.open(ctx, 'write'), node, parseTarget(o), say)));
+      }
       if (!o.targetDir || !o.port) throw new PgmError('usage', 'restore needs --target-dir DIR and --port P.', { hint: 'for example: pgmaestro restore --target-dir /srv/restore --port 6543 --time "2026-11-20 10:00:00+00" --start.' });
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new PgmError('usage', `--port must be a port number, not '${o.port}'.`, { hint: 'for example --port 6543.' });

@@ -5,6 +5,8 @@ import { callDaemon } from '../daemon/api.js';
 import { readEvents, recordEvent } from '../daemon/events.js';
 import { NO_HOOKS } from '../ha/failover.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
+import { parseWait, withLocks } from '../cluster/lock.js';
+import { WAIT_FLAGS, WAIT_HELP } from './output.js';
 
 const say = (line: string): void => {
   process.stdout.write(line + '\n');
@@ -14,10 +16,11 @@ const say = (line: string): void => {
  * Runs an operator command in the daemon when one runs (it owns the endpoint
  * and pauses its monitor meanwhile), else here.
  */
-async function viaDaemon(ctx: ClusterContext, verb: string, body: Record<string, unknown>, local: () => Promise<string>): Promise<void> {
-  const answer = await callDaemon(ctx, verb, body);
+async function viaDaemon(ctx: ClusterContext, verb: string, body: Record<string, unknown>, wait: string | boolean | undefined, local: () => Promise<string>): Promise<void> {
+  const waitMs = parseWait(wait);
+  const answer = await callDaemon(ctx, verb, { ...body, wait_ms: waitMs === Infinity ? -1 : waitMs });
   if (answer !== null) return say(answer);
-  const sentence = await local();
+  const sentence = await withLocks(ctx.locks, ['cluster'], `pgmaestro ${verb}`, waitMs, local);
   recordEvent(ctx, sentence);
   say(sentence);
 }
@@ -27,30 +30,33 @@ export function registerHaCommands(program: Command): void {
     .command('switchover')
     .requiredOption('--to <node>', 'the replica to promote')
     .option('-c, --config <file>', 'cluster configuration')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('planned change of primary, no data lost; the old primary follows as a replica')
-    .action(async (o: { to: string; config?: string }) => {
+    .action(async (o: { to: string; config?: string; wait?: string | boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-      await viaDaemon(ctx, 'switchover', { to: o.to }, () => switchoverCommand(ctx, o.to, NO_HOOKS, say));
+      await viaDaemon(ctx, 'switchover', { to: o.to }, o.wait, () => switchoverCommand(ctx, o.to, NO_HOOKS, say));
     });
 
   program
     .command('failover')
     .option('--to <node>', 'the replica to promote (default: the election decides)')
     .option('-c, --config <file>', 'cluster configuration')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('forced promotion; the old primary is fenced until it rejoins')
-    .action(async (o: { to?: string; config?: string }) => {
+    .action(async (o: { to?: string; config?: string; wait?: string | boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-      await viaDaemon(ctx, 'failover', { to: o.to ?? null }, () => failoverCommand(ctx, o.to ?? null, NO_HOOKS, say));
+      await viaDaemon(ctx, 'failover', { to: o.to ?? null }, o.wait, () => failoverCommand(ctx, o.to ?? null, NO_HOOKS, say));
     });
 
   program
     .command('rejoin')
     .argument('<node>', 'node to rebuild as a replica of the current primary')
     .option('-c, --config <file>', 'cluster configuration')
+    .option(WAIT_FLAGS, WAIT_HELP)
     .description('rebuild a node (an old primary) as a replica: pg_rewind, else a fresh clone')
-    .action(async (node: string, o: { config?: string }) => {
+    .action(async (node: string, o: { config?: string; wait?: string | boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-      await viaDaemon(ctx, 'rejoin', { node }, () => rejoinCommand(ctx, node, say));
+      await viaDaemon(ctx, 'rejoin', { node }, o.wait, () => rejoinCommand(ctx, node, say));
     });
 
   program

@@ -1,5 +1,9 @@
 import type { ClusterStatus } from '../cluster/status.js';
 
+/** The `--wait` option of every command that takes a lock. */
+export const WAIT_FLAGS = '--wait [duration]';
+export const WAIT_HELP = 'when another command holds the cluster (or repository), wait for it: for ever, or this long (30s, 10m, 1h)';
+
 /** The human table of `pgmaestro status`. */
 export function formatStatus(st: ClusterStatus): string {
   const header = ['NODE', 'ROLE', 'ADDRESS', 'PID', 'TL', 'LSN', 'LAG', 'SLOT'];

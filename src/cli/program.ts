@@ -1,6 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { openCluster } from '../cluster/context.js';
+import { lockManager, openCluster } from '../cluster/context.js';
+import { parseWait, withLocks } from '../cluster/lock.js';
 import { down } from '../cluster/down.js';
 import { ensureLab } from '../cluster/lab.js';
 import { clusterPaths } from '../cluster/paths.js';
@@ -15,14 +18,24 @@ import { awaitEndpoints, checkEndpointPorts } from '../router/processes.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
-import { formatStatus } from './output.js';
+import { WAIT_FLAGS, WAIT_HELP, formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
 const program = new Command('pgmaestro')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('PostgreSQL cluster manager: one config, streaming replicas, failover behind a stable endpoint, backups and point-in-time restore')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+/** The version in the package's own package.json (src/cli or dist/cli, two levels down). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 const say = (line: string) => process.stdout.write(line + '\n');
 const intArg = (name: string) => (v: string) => {
@@ -41,25 +54,31 @@ program
   .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string }) => {
     const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir });
     say(`wrote ${r.file} (${o.replicas + 1} nodes on ports ${r.portBase}-${r.portBase + o.replicas})`);
+    if (r.home) {
+      say(`${path.dirname(r.file)} is out of reach of the OS user that runs PostgreSQL (it cannot enter ${r.home.blocked}): the cluster's data, secrets, logs and backups will live in ${r.home.dir} (home: in the configuration).`);
+    }
     say(`start it with: pgmaestro up -c ${r.file}`);
   });
 
 program
   .command('up')
   .option('-c, --config <file>', 'cluster configuration')
+  .option(WAIT_FLAGS, WAIT_HELP)
   .description('provision what is missing, start all, wait until healthy')
-  .action(async (o: { config?: string }) => {
+  .action(async (o: { config?: string; wait?: string | boolean }) => {
     const cfg = loadConfig(resolveConfigPath(o.config));
-    if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
-    const ctx = await openCluster(cfg);
-    await checkEndpointPorts(ctx);
-    await up(ctx, say);
-    const d = await ensureSupervised(ctx);
-    say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
-    // The daemon starts the endpoints; wait for them (and start one enabled since the daemon started).
-    for (const line of await awaitEndpoints(ctx, d.started ? 20_000 : 3_000)) say(line);
-    say('');
-    say(formatStatus(await clusterStatus(ctx)));
+    await withLocks(lockManager(cfg), ['cluster'], 'pgmaestro up', parseWait(o.wait), async () => {
+      if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
+      const ctx = await openCluster(cfg);
+      await checkEndpointPorts(ctx);
+      await up(ctx, say);
+      const d = await ensureSupervised(ctx);
+      say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
+      // The daemon starts the endpoints; wait for them (and start one enabled since the daemon started).
+      for (const line of await awaitEndpoints(ctx, d.started ? 20_000 : 3_000)) say(line);
+      say('');
+      say(formatStatus(await clusterStatus(ctx)));
+    });
   });
 
 program
@@ -76,10 +95,11 @@ program
 program
   .command('down')
   .option('-c, --config <file>', 'cluster configuration')
+  .option(WAIT_FLAGS, WAIT_HELP)
   .description('stop everything, keep data')
-  .action(async (o: { config?: string }) => {
+  .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-    await down(ctx, say);
+    await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
   });
 
 registerBackupCommands(program);
@@ -100,14 +120,31 @@ program
     await runDaemon(ctx);
   });
 
+/** The one place errors become output and exit statuses: one sentence, never a stack trace (unless PGMAESTRO_DEBUG is set). */
+function fail(err: unknown): void {
+  if (err instanceof CommanderError) {
+    // --help, --version (0), or commander already printed its one line (2); end naturally so a closed pipe is still noticed
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    return;
+  }
+  try {
+    process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
+    if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  } catch {
+    // stderr is gone too
+  }
+  process.exit(exitCodeFor(err));
+}
+
+// A reader that went away (`| head`) ends the command quietly, with the status a process killed by SIGPIPE has.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(141) : fail(err)));
+}
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    if (err.exitCode === 0) process.exit(0); // --help, --version
-    process.exit(2); // commander already printed its one line
-  }
-  process.stderr.write(`pgmaestro: ${errorMessage(err)}\n`);
-  if (process.env.PGMAESTRO_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-  process.exit(exitCodeFor(err));
+  fail(err);
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { ClusterConfig, NodeConfig } from '../config/types.js';
 
-/** Where the cluster keeps its own files, all under the config file's directory. */
+/** Where the cluster keeps its own files, all under its home (the config file's directory unless `home` says otherwise). */
 export interface ClusterPaths {
   readonly secretsDir: string;
   readonly superuserPassword: string;
@@ -19,9 +19,9 @@ export interface ClusterPaths {
 }
 
 export function clusterPaths(cfg: ClusterConfig): ClusterPaths {
-  const secretsDir = path.join(cfg.dir, 'secrets');
-  const stateDir = path.join(cfg.dir, 'state');
-  const logsDir = path.join(cfg.dir, 'logs');
+  const secretsDir = path.join(cfg.home, 'secrets');
+  const stateDir = path.join(cfg.home, 'state');
+  const logsDir = path.join(cfg.home, 'logs');
   return {
     secretsDir,
     superuserPassword: path.join(secretsDir, 'superuser.password'),

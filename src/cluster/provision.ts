@@ -4,14 +4,14 @@ import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
 import { initdb, pgReload, postmasterRunning, readSystemIdentifier } from '../postgres/control.js';
-import { assertReachable, ensureOwnedDir } from '../postgres/osuser.js';
+import { ensureOwnedDir } from '../postgres/osuser.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
 import { fsyncDir, writeFileAtomic } from '../util/fsx.js';
 import { cloneReplica } from './clone.js';
 import { writeNodeFiles, type NodeRole } from './configure.js';
-import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from './context.js';
+import { adminTarget, assertPathsReachable, currentPrimaryName, findNode, type ClusterContext } from './context.js';
 import { inspectDataDir, writeMarker, type DataDirState } from './datadir.js';
 import { startNode } from './lifecycle.js';
 import { assertPortFree } from './ports.js';
@@ -34,10 +34,10 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const replicas = cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name));
   for (const name of fenced) log(`${name}: fenced since a failover; it stays stopped until \`pgmaestro rejoin ${name}\``);
 
-  // 1. check every node's directory before touching anything
+  // 1. check every path and every node's directory before touching anything
+  assertPathsReachable(ctx);
   const states = new Map<string, DataDirState>();
   for (const node of [primary, ...replicas]) {
-    assertReachable(node.dataDir, ctx.user, `the data directory of ${node.name}`);
     states.set(node.name, inspectDataDir(cfg, node));
     if (!postmasterRunning(node.dataDir) && !ctx.lab) await assertPortFree(node, cfg.file);
   }
@@ -101,7 +101,7 @@ async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secre
   const pwfile = path.join(ctx.paths.secretsDir, `.initdb-${process.pid}.pw`);
   writeFileAtomic(pwfile, secrets.superuserPassword + '\n', 0o600, ctx.user);
   try {
-    await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile });
+    await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile, logsDir: ctx.paths.logsDir });
   } finally {
     fs.rmSync(pwfile, { force: true });
   }

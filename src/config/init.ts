@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PgmError } from '../errors.js';
 import { portFree } from '../cluster/ports.js';
+import { SYSTEM_DIR } from '../postgres/embedded-copy.js';
+import { blockingDir, lookupOsUser } from '../postgres/osuser.js';
 import { DEFAULT_CONFIG_NAME } from './load.js';
 
 export interface InitOptions {
@@ -12,8 +14,20 @@ export interface InitOptions {
   readonly cluster?: string;
 }
 
-/** Writes DIR/pgmaestro.yaml: a commented example that works as is. Never overwrites. */
-export async function initConfig(dir: string, opts: InitOptions): Promise<{ file: string; portBase: number }> {
+export interface InitResult {
+  readonly file: string;
+  readonly portBase: number;
+  /** Set when DIR is out of the PostgreSQL OS user's reach: where the cluster's own files will live instead, and why. */
+  readonly home: { readonly dir: string; readonly blocked: string } | null;
+}
+
+/**
+ * Writes DIR/pgmaestro.yaml: a commented example that works as is. Never
+ * overwrites. As root, when the OS user that will run PostgreSQL cannot reach
+ * DIR (a checkout in root's 0700 home), the configuration stays in DIR and
+ * its `home` points at a fresh directory under /var/lib/pgmaestro.
+ */
+export async function initConfig(dir: string, opts: InitOptions): Promise<InitResult> {
   const file = path.resolve(dir, DEFAULT_CONFIG_NAME);
   if (fs.existsSync(file)) {
     throw new PgmError('config.exists', `${file} already exists; init never overwrites a configuration.`, {
@@ -29,9 +43,22 @@ export async function initConfig(dir: string, opts: InitOptions): Promise<{ file
     throw new PgmError('usage', `--port-base must be a port from 1024 to ${65535 - count}, not ${opts.portBase}.`, { hint: 'for example --port-base 6432.' });
   }
   const cluster = opts.cluster ?? (path.basename(path.resolve(dir)).toLowerCase().replace(/[^a-z0-9_-]/g, '-').replace(/^[^a-z]+/, '') || 'main');
+  const home = await homeOutOfReach(path.dirname(file), cluster);
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, template(cluster, count, portBase, opts.binDir ?? 'embedded'), { flag: 'wx' });
-  return { file, portBase };
+  fs.writeFileSync(file, template(cluster, count, portBase, opts.binDir ?? 'embedded', home?.dir ?? null), { flag: 'wx' });
+  return { file, portBase, home };
+}
+
+/** Null when the OS user (the template's `postgres`) can reach `dir`; else a free home under SYSTEM_DIR. */
+async function homeOutOfReach(dir: string, cluster: string): Promise<InitResult['home']> {
+  if (process.getuid?.() !== 0) return null;
+  const user = (await lookupOsUser('postgres')) ?? { name: 'postgres', uid: -1, gid: -1 };
+  const blocked = blockingDir(path.join(dir, 'data'), user);
+  if (blocked === null) return null;
+  for (let i = 1; ; i++) {
+    const candidate = path.join(SYSTEM_DIR, i === 1 ? cluster : `${cluster}-${i}`);
+    if (!fs.existsSync(candidate) || fs.readdirSync(candidate).length === 0) return { dir: candidate, blocked };
+  }
 }
 
 async function findFreePorts(start: number, count: number): Promise<number> {
@@ -43,7 +70,7 @@ async function findFreePorts(start: number, count: number): Promise<number> {
   throw new PgmError('port.in_use', 'found no free block of ports on 127.0.0.1.', { hint: 'pass --port-base P.' });
 }
 
-function template(cluster: string, count: number, portBase: number, binDir: string): string {
+function template(cluster: string, count: number, portBase: number, binDir: string, home: string | null): string {
   const schema = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'schema', 'pgmaestro.schema.json');
   const nodes = Array.from({ length: count }, (_, i) => {
     const name = `node${i + 1}`;
@@ -69,7 +96,15 @@ function template(cluster: string, count: number, portBase: number, binDir: stri
 # holding "settings:" (and "tags:") for that node only.
 
 cluster: ${cluster}
-
+${
+  home
+    ? `
+# The cluster's own files (data, secrets, logs, state, backups): this directory
+# is out of reach of the OS user that runs PostgreSQL, so they live here.
+home: ${home}
+`
+    : ''
+}
 # The node that is primary when the cluster is first created (default: the first node).
 primary: node1
 
@@ -92,7 +127,7 @@ postgres:
 # Disaster recovery: a full backup weekly, an incremental daily (PostgreSQL 17+),
 # continuous WAL archiving by the daemon, and any moment of the window restorable.
 backup:
-  repository: backups        # relative to this file
+  repository: backups        # relative to ${home ? 'home' : 'this file'}
   compression: none          # or gzip
   retention: 21d             # recovery window: 36h, 21d, 3w ...
   from: replica              # take backups from a replica (spares the primary), 'primary' or a node name

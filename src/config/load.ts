@@ -18,6 +18,7 @@ export function resolveConfigPath(flag: string | undefined): string {
 export function loadConfig(file: string): ClusterConfig {
   const raw = readYaml(file, configSchema);
   const dir = path.dirname(file);
+  const home = path.resolve(dir, raw.home ?? '.');
 
   const nodes = raw.nodes.map((n): NodeConfig => {
     const overrideFile = path.join(dir, `pgmaestro.${n.name}.yaml`);
@@ -25,7 +26,7 @@ export function loadConfig(file: string): ClusterConfig {
     return {
       name: n.name,
       port: n.port,
-      dataDir: path.resolve(dir, n.data_dir),
+      dataDir: path.resolve(home, n.data_dir),
       service: n.service,
       replication: n.replication,
       admin: n.admin,
@@ -68,6 +69,7 @@ export function loadConfig(file: string): ClusterConfig {
   return {
     file,
     dir,
+    home,
     cluster: raw.cluster,
     initialPrimary: raw.primary ?? nodes[0].name,
     clients: raw.clients,
@@ -77,7 +79,7 @@ export function loadConfig(file: string): ClusterConfig {
     replicationUser: raw.postgres.replication_user,
     settings: raw.postgres.settings,
     backup: {
-      repository: path.resolve(dir, raw.backup.repository),
+      repository: path.resolve(home, raw.backup.repository),
       compression: raw.backup.compression,
       retention: raw.backup.retention,
       retentionMs: durationMs(raw.backup.retention),

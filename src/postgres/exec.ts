@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { PgmError } from '../errors.js';
 
 export interface RunAs {
   /** Set when pgmaestro runs as root: the unprivileged user PostgreSQL runs as. */
@@ -43,7 +44,22 @@ export function run(cmd: string, args: readonly string[], opts: { user?: RunAs; 
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
+    child.on('error', (err) => reject(spawnFailure(cmd, opts.user, err as NodeJS.ErrnoException)));
     child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
   });
+}
+
+/** A program that could not be started at all, as one sentence. */
+function spawnFailure(cmd: string, user: RunAs | undefined, err: NodeJS.ErrnoException): PgmError {
+  const as = user?.uid !== undefined ? ` as the OS user '${user.name}'` : '';
+  if (err.code === 'ENOENT') {
+    return new PgmError('tool.missing', `cannot run ${cmd}${as}: no such program.`, { hint: `install it, or check the path (postgres.bin_dir for PostgreSQL's own programs).`, cause: err });
+  }
+  if (err.code === 'EACCES') {
+    return new PgmError('binaries.unreachable', `cannot run ${cmd}${as}: permission denied.`, {
+      hint: `make the program and every directory above it reachable by ${user?.name ?? 'this user'} (chmod o+x), or install it elsewhere.`,
+      cause: err,
+    });
+  }
+  return new PgmError('tool.failed', `cannot run ${cmd}${as}: ${err.message}.`, { hint: 'check that the program exists and this machine has resources left (processes, memory).', cause: err });
 }

@@ -26,6 +26,12 @@ export async function resolveOsUser(name: string): Promise<RunAs> {
   return { name, uid: ids.uid, gid: ids.gid, home: '/' };
 }
 
+/** The OS user `name` if it exists (never creates it). */
+export async function lookupOsUser(name: string): Promise<RunAs | null> {
+  const ids = await lookup(name);
+  return ids ? { name, uid: ids.uid, gid: ids.gid } : null;
+}
+
 async function lookup(name: string): Promise<{ uid: number; gid: number } | null> {
   const u = await run('id', ['-u', name]);
   const g = await run('id', ['-g', name]);
@@ -46,33 +52,63 @@ export function ensureOwnedDir(dir: string, user: RunAs, mode = 0o700): void {
 }
 
 /**
+ * The outermost directory on the way to `target` that the PostgreSQL user
+ * cannot enter, or null when every ancestor is searchable by it (always null
+ * when pgmaestro does not run as root). Both the path as given and, where it
+ * exists, its real path are walked, so a symlink cannot hide a closed directory.
+ */
+export function blockingDir(target: string, user: RunAs): string | null {
+  if (user.uid === undefined) return null;
+  const walks = [path.resolve(target)];
+  try {
+    walks.push(fs.realpathSync(target));
+  } catch {
+    // not created yet: its ancestors are what matters
+  }
+  for (const start of walks) {
+    const blocked: string[] = [];
+    for (let dir = path.dirname(start); ; dir = path.dirname(dir)) {
+      const st = statOrNull(dir);
+      if (st && !canSearch(st, user)) blocked.push(dir);
+      if (path.dirname(dir) === dir) break;
+    }
+    if (blocked.length > 0) return blocked[blocked.length - 1];
+  }
+  return null;
+}
+
+/** Whether `user` may execute the file `file` by its mode bits (its directories are blockingDir's concern). */
+export function canExecute(file: string, user: RunAs): boolean {
+  if (user.uid === undefined) return true;
+  const st = statOrNull(file);
+  if (!st || !st.isFile()) return false;
+  const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001;
+  return (st.mode & bit) !== 0;
+}
+
+function canSearch(st: fs.Stats, user: RunAs): boolean {
+  const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001;
+  return (st.mode & bit) !== 0;
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null; // not created yet: we will create it with the right owner
+  }
+}
+
+/**
  * Checks that the PostgreSQL user can reach `target` (every ancestor searchable
  * by it). Root can reach everything, so without this check the failure would
  * surface later as an obscure "permission denied" in a server log.
  */
-export function assertReachable(target: string, user: RunAs, what: string): void {
-  if (user.uid === undefined) return;
-  let dir = path.dirname(path.resolve(target));
-  const blocked: string[] = [];
-  for (;;) {
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(dir);
-    } catch {
-      st = undefined; // not created yet: we will create it with the right owner
-    }
-    if (st) {
-      const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001;
-      if ((st.mode & bit) === 0) blocked.push(dir);
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  if (blocked.length > 0) {
-    const b = blocked[blocked.length - 1];
-    throw new PgmError('data_dir.inaccessible', `the OS user '${user.name}' that runs PostgreSQL cannot reach ${what} ${target}, because it cannot enter ${b}.`, {
-      hint: `put the cluster under a directory that user can traverse (for example /var/lib/pgmaestro or /srv), or allow it with chmod o+x ${b}.`,
-    });
-  }
+export function assertReachable(target: string, user: RunAs, what: string, hint?: string): void {
+  const b = blockingDir(target, user);
+  if (b === null) return;
+  throw new PgmError('path.unreachable', `the OS user '${user.name}' that runs PostgreSQL cannot reach ${what} ${target}, because it cannot enter ${b}.`, {
+    hint: hint ?? `put it under a directory that user can traverse (for example /var/lib/pgmaestro or /srv), or allow it with chmod o+x ${b}.`,
+    data: { target, blocking: b },
+  });
 }

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PgmError } from '../errors.js';
+import { PgmError, type ErrorCode } from '../errors.js';
 import type { Binaries } from './binaries.js';
-import { run } from './exec.js';
+import { run, type ExecResult, type RunAs } from './exec.js';
+import { toolFailure } from './tool-failure.js';
 
 export interface ClientTool {
   readonly path: string;
@@ -35,4 +36,18 @@ export async function findClientTool(name: string, serverMajor: number, bins: Bi
   throw new PgmError('tool.missing', `${name} must be of PostgreSQL ${serverMajor} or later to work with this server, and ${have}.`, {
     hint: `install the client tools of PostgreSQL ${serverMajor} (Debian: apt-get install postgresql-client-${serverMajor}, from the PGDG repository if your release lacks it), or set postgres.bin_dir to an installation that has ${name}.`,
   });
+}
+
+/**
+ * Runs a client tool to completion; when it fails, throws one sentence
+ * carrying its first error line, its whole output kept in `keepDir`.
+ */
+export async function runClientTool(
+  tool: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; user?: RunAs; keepDir: string; code: ErrorCode; hint: string },
+): Promise<ExecResult> {
+  const r = await run(tool, args, { env: opts.env, user: opts.user });
+  if (r.code !== 0) throw toolFailure(opts.code, path.basename(tool), '', r.stderr + r.stdout, { keepDir: opts.keepDir, hint: opts.hint });
+  return r;
 }

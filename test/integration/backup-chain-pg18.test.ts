@@ -22,7 +22,7 @@ after(async () => {
 
 test('an incremental needs a full backup to build on', async () => {
   const r = await c.run('backup', 'incr');
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.match(r.stderr, /there is no full backup on timeline 1 for an incremental to build on\. HINT: take one first/);
   assert.deepEqual(await list(c), []);
 });
@@ -119,7 +119,7 @@ test('a logical backup of an 18 server needs pg_dump 18 or later: used when inst
   if (fs.existsSync('/usr/lib/postgresql/18/bin/pg_dump')) {
     assert.equal(r.code, 0, r.stderr);
   } else {
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /pg_dump must be of PostgreSQL 18 or later to work with this server, and only pg_dump 15 is installed\. HINT: install the client tools of PostgreSQL 18 \(Debian: apt-get install postgresql-client-18/);
     assert.equal((await list(c)).filter((b) => b.type === 'logical').length, 0);
   }

@@ -52,7 +52,7 @@ test('pg15: a hot full backup from the replica, compressed, restores to the same
 test('pg15: an incremental backup is refused naming the cause', async () => {
   const before = await list(c);
   const r = await c.run('backup', 'incr');
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.match(r.stderr, /incremental backups need PostgreSQL 17 or later, and node2 runs 15\.\d+\. HINT:/);
   assert.deepEqual(await list(c), before);
 });
@@ -102,10 +102,10 @@ test('pg15: logical backups (custom with tables, plain, directory, all) restore 
 
 test('pg15: bad input: unknown backup id, a target before the oldest backup, a logical restore without --db', async () => {
   const v = await c.run('backup', 'verify', 'nosuch');
-  assert.equal(v.code, 1);
+  assert.equal(v.code, 2);
   assert.match(v.stderr, /there is no backup 'nosuch' in .*HINT: pgmaestro backup list shows/);
   const before = await c.run('restore', '--target-dir', path.join(c.dir, 'never'), '--port', String(PORT + 52), '--time', '2001-01-01T00:00:00Z');
-  assert.equal(before.code, 1);
+  assert.equal(before.code, 2);
   assert.match(before.stderr, /the time 2001-01-01T00:00:00\.000Z is outside what the repository can reach, which is from \S+ \(LSN [0-9A-F/]+\) to/);
   assert.equal(fs.existsSync(path.join(c.dir, 'never')), false);
   const nodb = await c.run('restore', '--logical', 'x');

@@ -110,6 +110,6 @@ test('retention: expire as of a later moment keeps what the window needs; its ol
   assert.match(oldest.r.stdout, new RegExp(`restore ${b.id} \\(full\\)`));
   assert.equal((await c.sql<{ n: number }>(PORT + 70, 'SELECT max(n) AS n FROM steps'))[0].n, 7);
   const tooOld = await restoreTo(c, PORT + 71, '--time', marks[0].time);
-  assert.equal(tooOld.r.code, 1);
+  assert.equal(tooOld.r.code, 2);
   assert.match(tooOld.r.stderr, /is outside what the repository can reach/);
 });

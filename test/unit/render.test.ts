@@ -8,7 +8,7 @@ const node = (name: string, port: number, addr: string, settings = {}): NodeConf
   settings, nofailover: false, priority: 100, overrideFile: `/c/pgmaestro.${name}.yaml`, vipInterface: null,
 });
 const cfg: ClusterConfig = {
-  file: '/c/pgmaestro.yaml', dir: '/c', cluster: 'demo', initialPrimary: 'a', clients: ['10.0.1.0/24'], binDir: 'embedded',
+  file: '/c/pgmaestro.yaml', dir: '/c', home: '/c', cluster: 'demo', initialPrimary: 'a', clients: ['10.0.1.0/24'], binDir: 'embedded',
   osUser: 'postgres', superuser: 'postgres', replicationUser: 'replicator', settings: { shared_buffers: '256MB', jit: false },
   backup: { repository: '/c/backups', compression: 'none', retention: '21d', retentionMs: 21 * 86400_000, from: 'replica', walArchive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } },
   ha: { failoverTimeoutMs: 5000, restartFirst: true, maximumLagOnFailover: 1048576, autoRejoin: false, quorum: null, isolation: 'none', vip: null },
