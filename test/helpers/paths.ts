@@ -20,4 +20,5 @@ export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('
  *   23400-23699 protocol and combine tests      24100-24499 HA tests (endpoints 25100-25499)
  *   26100-26899 cluster, bad input, WAL, backup tests (endpoints 27100-27899)
  *   27000-27099 endpoint and VIP tests
+ *   10000-10499 traffic tests (endpoints 11000-11499, console 12000-12499); 10500-10999 their other servers (haproxy, pgbouncer); netns labs "tr*"
  */
