@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { openCluster, type ClusterContext } from '../cluster/context.js';
+import { openCluster, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { PgmError } from '../errors.js';
+import { rollingRestart, type RestartOptions } from '../ha/restart.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { callDaemon } from '../daemon/api.js';
 import { readEvents, recordEvent } from '../daemon/events.js';
@@ -57,6 +59,22 @@ export function registerHaCommands(program: Command): void {
     .action(async (node: string, o: { config?: string; wait?: string | boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
       await viaDaemon(ctx, 'rejoin', { node }, o.wait, () => rejoinCommand(ctx, node, say));
+    });
+
+  program
+    .command('restart')
+    .argument('[nodes...]', 'only these nodes (default: every running node)')
+    .option('--pending', 'only nodes with settings waiting for a restart')
+    .option('--switchover', 'the primary restarts by a switchover to the most advanced replica (the default when one can take over)')
+    .option('--in-place', 'the primary restarts in place; the endpoint holds new connections meanwhile')
+    .option('-c, --config <file>', 'cluster configuration')
+    .option(WAIT_FLAGS, WAIT_HELP)
+    .description('rolling restart: replicas one by one, then the primary, without downtime')
+    .action(async (nodes: string[], o: { pending?: boolean; switchover?: boolean; inPlace?: boolean; config?: string; wait?: string | boolean }) => {
+      if (o.switchover && o.inPlace) throw new PgmError('usage', '--switchover and --in-place exclude each other.', { hint: 'choose one way for the primary to restart.' });
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      const opts: RestartOptions = { nodes, pending: Boolean(o.pending), primary: o.inPlace ? 'in-place' : o.switchover ? 'switchover' : 'auto' };
+      await viaDaemon(ctx, 'restart', { ...opts }, o.wait, () => rollingRestart(ctx, requireSecrets(ctx), opts, NO_HOOKS, say));
     });
 
   program

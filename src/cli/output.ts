@@ -9,7 +9,7 @@ export function formatStatus(st: ClusterStatus): string {
   const header = ['NODE', 'ROLE', 'ADDRESS', 'PID', 'TL', 'LSN', 'LAG', 'SLOT'];
   const rows = st.nodes.map((n) => [
     n.name,
-    n.role + (n.pending_restart ? ' (restart pending)' : ''),
+    n.role + (n.pending_restart.length > 0 ? ` (restart pending: ${n.pending_restart.join(', ')})` : ''),
     `${n.host}:${n.port}`,
     n.pid === null ? '-' : String(n.pid),
     n.timeline === null ? '-' : String(n.timeline),

@@ -1,8 +1,9 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { lockManager, openCluster } from '../cluster/context.js';
+import { lockManager, openCluster, requireSecrets } from '../cluster/context.js';
+import { reloadCluster } from '../cluster/reload.js';
+import { PGMAESTRO_VERSION } from '../version.js';
 import { parseWait, withLocks } from '../cluster/lock.js';
 import { down } from '../cluster/down.js';
 import { ensureLab } from '../cluster/lab.js';
@@ -22,20 +23,11 @@ import { WAIT_FLAGS, WAIT_HELP, formatStatus } from './output.js';
 
 /** Thin commands: parse flags, call a domain function, print. Errors are mapped to exit codes in one place, below. */
 const program = new Command('pgmaestro')
-  .version(packageVersion(), '-V, --version', 'print the version')
+  .version(PGMAESTRO_VERSION, '-V, --version', 'print the version')
   .description('PostgreSQL cluster manager: one config, streaming replicas, failover behind a stable endpoint, backups and point-in-time restore')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-
-/** The version in the package's own package.json (src/cli or dist/cli, two levels down). */
-function packageVersion(): string {
-  try {
-    return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 const say = (line: string) => process.stdout.write(line + '\n');
 const intArg = (name: string) => (v: string) => {
@@ -100,6 +92,16 @@ program
   .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
     await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
+  });
+
+program
+  .command('reload')
+  .option('-c, --config <file>', 'cluster configuration')
+  .option(WAIT_FLAGS, WAIT_HELP)
+  .description("apply pgmaestro.yaml's settings to every node (checked by PostgreSQL first); say what waits for a restart")
+  .action(async (o: { config?: string; wait?: string | boolean }) => {
+    const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    await withLocks(ctx.locks, ['cluster'], 'pgmaestro reload', parseWait(o.wait), () => reloadCluster(ctx, requireSecrets(ctx), say));
   });
 
 registerBackupCommands(program);

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
-import { initdb, pgReload, postmasterRunning, readSystemIdentifier } from '../postgres/control.js';
+import { initdb, postmasterRunning, readSystemIdentifier } from '../postgres/control.js';
+import { applyNodeFiles, checkPlanned } from './reload.js';
 import { ensureOwnedDir } from '../postgres/osuser.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
@@ -42,6 +43,8 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
     if (!postmasterRunning(node.dataDir) && !ctx.lab) await assertPortFree(node, cfg.file);
   }
   checkSameSystem(primary, replicas, states);
+  // PostgreSQL itself reads every node's new configuration before any file is written
+  await checkPlanned(ctx, [{ node: primary, role: { kind: 'primary' } }, ...replicas.map((n) => ({ node: n, role: { kind: 'replica', upstream: primary } as NodeRole }))]);
 
   // 2. secrets, generated once
   const secrets = ensureSecrets(cfg, ctx.user);
@@ -51,7 +54,7 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
     await initPrimary(ctx, primary, secrets);
     log(`${primary.name}: initialised a new PostgreSQL ${ctx.bins.version} cluster in ${primary.dataDir}`);
   }
-  await configureAndStart(ctx, primary, { kind: 'primary' }, log);
+  await configureAndStart(ctx, primary, { kind: 'primary' }, secrets, log);
 
   // 4. the replication role and one slot per replica
   await ensureReplicationObjects(ctx, primary, replicas, secrets);
@@ -62,7 +65,7 @@ export async function up(ctx: ClusterContext, log: Log): Promise<void> {
       const r = await cloneReplica(ctx, node, primary, secrets, log);
       log(`${node.name}: cloned from ${primary.name} (${formatBytes(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s)`);
     }
-    await configureAndStart(ctx, node, { kind: 'replica', upstream: primary }, log);
+    await configureAndStart(ctx, node, { kind: 'replica', upstream: primary }, secrets, log);
   }
 
   // 6. remember who is primary, then wait until the whole cluster is healthy
@@ -117,13 +120,10 @@ export function moveIntoPlace(partial: string, dataDir: string): void {
   fsyncDir(path.dirname(dataDir));
 }
 
-async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, log: Log): Promise<void> {
-  const changed = writeNodeFiles(ctx, node, role);
+async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, secrets: Secrets, log: Log): Promise<void> {
   const running = postmasterRunning(node.dataDir);
-  if (running && changed) {
-    await pgReload(ctx.bins, ctx.user, node.dataDir);
-    log(`${node.name}: configuration changed, reloaded`);
-  }
+  if (running) await applyNodeFiles(ctx, node, role, secrets, log);
+  else writeNodeFiles(ctx, node, role);
   if ((await startNode(ctx, node)) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);
 }
 

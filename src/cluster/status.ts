@@ -10,6 +10,7 @@ import { endpointStats, type EndpointStats } from '../router/stats.js';
 import type { EndpointKind } from '../config/types.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
+import { PGMAESTRO_VERSION } from '../version.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -36,12 +37,15 @@ export interface NodeStatus {
   readonly lag_seconds: number | null;
   readonly upstream: string | null;
   readonly slot: SlotStatus | null;
-  readonly pending_restart: boolean;
+  /** Settings whose new value waits for a restart (PostgreSQL's pending_restart). */
+  readonly pending_restart: readonly string[];
   readonly dsn: string;
   readonly error: string | null;
 }
 
 export interface ClusterStatus {
+  /** pgmaestro's own version. */
+  readonly version: string;
   readonly cluster: string;
   readonly config: string;
   readonly primary: string;
@@ -77,7 +81,7 @@ interface Probe {
   readonly receiveLsn: bigint | null;
   readonly timeline: number | null;
   readonly upstream: string | null;
-  readonly pendingRestart: boolean;
+  readonly pendingRestart: string[];
   /** Primary only: per application_name, seconds of replay lag. */
   readonly replayLag: Map<string, number | null>;
   readonly slots: Map<string, SlotStatus>;
@@ -118,6 +122,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     // a missing or unreadable repository does not make status fail
   }
   return {
+    version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,
     config: ctx.cfg.file,
     primary: primaryName,
@@ -157,7 +162,7 @@ function endpointsStatus(ctx: ClusterContext, eps: EndpointStats[]): EndpointsSt
 function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean): NodeStatus {
   const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid: postmasterPid(n.dataDir), dsn: nodeDsn(ctx, n) };
   if (p instanceof Error) {
-    return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: false, error: p.message };
+    return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: [], error: p.message };
   }
   const role: Role = isFenced ? 'fenced' : p.inRecovery ? 'replica' : 'primary';
   const lagBytes = p.inRecovery && primary ? Number(lsnDiff(primary.lsn, p.lsn)) : p.inRecovery ? null : 0;
@@ -182,7 +187,7 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
   return withClient(
     adminTarget(ctx, n, secrets),
     async (c) => {
-      const r = await c.query<{ rec: boolean; pending: boolean }>('SELECT pg_is_in_recovery() AS rec, EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending');
+      const r = await c.query<{ rec: boolean; pending: string[] }>('SELECT pg_is_in_recovery() AS rec, ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name)::text[] AS pending');
       const inRecovery = r.rows[0].rec;
       if (!inRecovery) {
         const w = await c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile');

@@ -34,11 +34,13 @@ export function loadConfig(file: string): ClusterConfig {
       nofailover: override.tags?.nofailover ?? n.tags.nofailover,
       priority: override.tags?.priority ?? n.tags.priority,
       overrideFile,
+      overrideKeys: Object.keys(override.settings),
       vipInterface: n.vip_interface ?? null,
     };
   });
 
   checkCrossReferences(file, raw.nodes.map((n) => n.name), nodes, raw.primary);
+  checkReplicaMinimums(file, raw.postgres.settings, nodes, raw.primary ?? nodes[0].name);
   for (const [kind, expr] of Object.entries(raw.backup.schedule)) {
     try {
       new Cron(expr, { paused: true });
@@ -172,6 +174,42 @@ function checkCrossReferences(file: string, names: string[], nodes: NodeConfig[]
   });
   if (primary !== undefined && !names.includes(primary)) {
     fail('primary', `'${primary}' is not a node of this cluster (nodes: ${names.join(', ')})`, 'name one of the nodes, or remove the key to use the first node.');
+  }
+}
+
+/**
+ * Settings a replica must have at least as high as its primary (PostgreSQL
+ * stops a standby whose value is lower), with the value a node has when
+ * nothing sets it (pgmaestro's baseline for max_wal_senders).
+ */
+export const REPLICA_MINIMUMS: Readonly<Record<string, number>> = {
+  max_connections: 100,
+  max_worker_processes: 8,
+  max_wal_senders: 16,
+  max_prepared_transactions: 0,
+  max_locks_per_transaction: 64,
+};
+
+/** Refuses a node whose value of a REPLICA_MINIMUMS setting is below that of a node that can be its primary. */
+function checkReplicaMinimums(file: string, shared: Record<string, unknown>, nodes: NodeConfig[], initialPrimary: string): void {
+  for (const [name, dflt] of Object.entries(REPLICA_MINIMUMS)) {
+    const value = (n: NodeConfig): number | null => {
+      const v = n.settings[name] ?? shared[name] ?? dflt;
+      const num = typeof v === 'number' ? v : Number(v);
+      return Number.isInteger(num) ? num : null; // not a number: PostgreSQL's own check refuses it later
+    };
+    for (const p of nodes.filter((n) => !n.nofailover || n.name === initialPrimary)) {
+      for (const r of nodes) {
+        const vp = value(p);
+        const vr = value(r);
+        if (r === p || vp === null || vr === null || vr >= vp) continue;
+        const from = r.overrideKeys.includes(name) ? r.overrideFile : name in r.settings ? `${file} (nodes[${nodes.indexOf(r)}].settings)` : `${file} (postgres.settings)`;
+        throw new PgmError('config.invalid', `${r.name} would have ${name} = ${vr} (from ${from}), lower than the ${vp} of ${p.name}, which can be its primary; a replica with a lower ${name} than its primary stops during recovery.`, {
+          hint: `give ${r.name} at least ${vp} (or the same ${name} on every node); nothing was changed.`,
+          data: { file, setting: name, node: r.name },
+        });
+      }
+    }
   }
 }
 

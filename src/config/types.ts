@@ -14,6 +14,8 @@ export interface NodeConfig {
   readonly priority: number;
   /** Where the node's override file is (whether or not it exists). */
   readonly overrideFile: string;
+  /** The settings that came from the override file (they win over the inline ones). */
+  readonly overrideKeys: readonly string[];
   readonly vipInterface: string | null;
 }
 

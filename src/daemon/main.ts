@@ -1,8 +1,9 @@
 import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
-import type { ClusterContext } from '../cluster/context.js';
+import { requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { withLocks } from '../cluster/lock.js';
+import { rollingRestart } from '../ha/restart.js';
 import { PgmError } from '../errors.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import { Monitor } from '../ha/monitor.js';
@@ -65,6 +66,10 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     switchover: (b) => operator(`pgmaestro switchover --to ${String(b.to)}`, b, () => switchoverCommand(ctx, String(b.to), hooks, event)),
     failover: (b) => operator('pgmaestro failover', b, () => failoverCommand(ctx, typeof b.to === 'string' ? b.to : null, hooks, event)),
     rejoin: (b) => operator(`pgmaestro rejoin ${String(b.node)}`, b, () => rejoinCommand(ctx, String(b.node), event)),
+    restart: (b) =>
+      operator('pgmaestro restart', b, () =>
+        rollingRestart(ctx, requireSecrets(ctx), { nodes: Array.isArray(b.nodes) ? b.nodes.map(String) : [], pending: b.pending === true, primary: b.primary === 'in-place' || b.primary === 'switchover' ? b.primary : 'auto' }, hooks, event),
+      ),
   });
   function lockWait(v: unknown): number | null {
     return typeof v === 'number' ? (v < 0 ? Infinity : v) : null;

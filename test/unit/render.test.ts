@@ -5,7 +5,7 @@ import type { ClusterConfig, NodeConfig } from '../../src/config/types.js';
 
 const node = (name: string, port: number, addr: string, settings = {}): NodeConfig => ({
   name, port, dataDir: `/d/${name}`, service: addr, replication: addr.replace('10.0.1', '10.0.2'), admin: addr.replace('10.0.1', '10.0.3'),
-  settings, nofailover: false, priority: 100, overrideFile: `/c/pgmaestro.${name}.yaml`, vipInterface: null,
+  settings, nofailover: false, priority: 100, overrideFile: `/c/pgmaestro.${name}.yaml`, overrideKeys: [], vipInterface: null,
 });
 const cfg: ClusterConfig = {
   file: '/c/pgmaestro.yaml', dir: '/c', home: '/c', cluster: 'demo', initialPrimary: 'a', clients: ['10.0.1.0/24'], binDir: 'embedded',
