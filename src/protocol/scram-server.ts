@@ -23,7 +23,7 @@ export interface Verifier {
 /** `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`; null for anything else (MD5, no password). */
 export function parseVerifier(text: string | null): Verifier | null {
   if (!text) return null;
-  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(text);
+  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]{43}=):([A-Za-z0-9+/]{43}=)$/.exec(text);
   if (!m) return null;
   const storedKey = Buffer.from(m[3], 'base64');
   const serverKey = Buffer.from(m[4], 'base64');
