@@ -13,7 +13,7 @@ import { MECHANISM, type ScramKeys } from '../protocol/scram.js';
 import { mockVerifier, ScramServer } from '../protocol/scram-server.js';
 import { eligibleReplicas, type Eligibility, type NodeView } from './balance.js';
 import { Catalog } from './catalog.js';
-import { classify, unparsable, type Classification } from './classify.js';
+import { classifyText, type Classification } from './classify.js';
 import { StateFollower, type Followed } from './follow.js';
 import { admits } from './hba.js';
 import { Pools } from './pool.js';
@@ -141,17 +141,13 @@ class AutoService implements EndpointService, SessionHost {
     const key = shapeOf(sql) ?? sql;
     let c = this.cache.get(key);
     if (c) return c;
-    try {
-      c = classify(sql, pgq.parseSync(sql).stmts ?? []);
-    } catch {
-      c = unparsable(sql);
-    }
+    c = classifyText(sql, (text) => pgq.parseSync(text));
     if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(key, c);
     return c;
   }
 
-  async route(s: Session, cls: Classification | null, exclude: string | null): Promise<Route> {
+  async route(s: Session, cls: Classification | null, exclude: string | null, inDeferredBegin: boolean): Promise<Route> {
     const c: Classification = cls ?? { write: true, reason: 'no statement text', pin: null, tx: null, functions: [], route: null, hint: null };
     const replicas = [...this.eligibility].filter(([n, e]) => e.eligible && n !== exclude).map(([n]) => n);
     let volatile = false;
@@ -164,7 +160,7 @@ class AutoService implements EndpointService, SessionHost {
       cls: c,
       volatile,
       setting: s.setting,
-      inDeferredBegin: false,
+      inDeferredBegin,
       replicas,
       replayLsn: (n) => byName.get(n)?.replayLsn ?? null,
       lastCommit: s.lastCommit,
@@ -338,7 +334,7 @@ class AutoService implements EndpointService, SessionHost {
     // A first server connection: checks the database exists and gives the parameters to report.
     const key = { processId: this.newProcessId(), secretKey: randomBytes(4) };
     const session = new Session(this, socket, c.user, c.database, c.params, key);
-    const probe = await this.acquire(session, this.followedNow.primary ? { target: 'primary', reason: 'startup' } : await this.route(session, null, null));
+    const probe = await this.acquire(session, this.followedNow.primary ? { target: 'primary', reason: 'startup' } : await this.route(session, null, null, false));
     const hello: Buffer[] = [];
     for (const [k, v] of probe.parameters) hello.push(out.parameterStatus(k, v));
     this.release(probe, true);

@@ -44,6 +44,21 @@ export function hintOf(sql: string): 'primary' | 'replica' | null {
   return m ? (m[1].toLowerCase() as 'primary' | 'replica') : null;
 }
 
+/**
+ * Classifies a statement text with `parse` (libpg-query's parseSync): a text
+ * the parser rejects goes to the primary, whose error the client then gets.
+ */
+export function classifyText(sql: string, parse: (sql: string) => { stmts?: readonly { stmt?: unknown }[] }): Classification {
+  let stmts: readonly { stmt?: unknown }[];
+  if (sql.trim() === '') return classify(sql, []);
+  try {
+    stmts = parse(sql).stmts ?? [];
+  } catch {
+    return unparsable(sql);
+  }
+  return classify(sql, stmts);
+}
+
 /** Classifies a parsed text: `stmts` is libpg-query's ParseResult.stmts. */
 export function classify(sql: string, stmts: readonly { stmt?: unknown }[]): Classification {
   const hint = hintOf(sql);
@@ -76,6 +91,7 @@ function statement(stmt: Node): Part {
     case 'VariableShowStmt':
       return { ...READ, reason: 'SHOW', functions: [] };
     case 'ExplainStmt': {
+      // ANALYZE with no argument is on; an argument the router cannot read counts as on (the safe side)
       const analyze = ((body.options as Node[] | undefined) ?? []).some((o) => defName(o) === 'analyze' && defBool(o) !== false);
       if (!analyze) return { ...READ, reason: 'EXPLAIN without ANALYZE', functions: [] };
       const inner = statement((body.query ?? {}) as Node);
@@ -125,6 +141,8 @@ function select(body: Node): Part {
   collectFunctions(body, functions);
   const pin = [...functions].find((f) => SESSION_FUNCTIONS.has(f));
   if (pin) return { write: true, reason: `calls ${pin}()`, pin: `${pin}()`, tx: null, functions: [...functions], route: null };
+  const writer = [...functions].find((f) => WRITING_FUNCTIONS.has(f));
+  if (writer) return { write: true, reason: `calls ${writer}()`, pin: null, tx: null, functions: [...functions], route: null };
   if (why) return { write: true, reason: why, pin: null, tx: null, functions: [...functions], route: null };
   return { ...READ, reason: 'SELECT', functions: [...functions] };
 }
@@ -168,6 +186,12 @@ function collectFunctions(n: unknown, out: Set<string>): void {
 
 /** Functions whose effect outlives the transaction in the session. */
 const SESSION_FUNCTIONS = new Set(['pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared', 'set_config', 'dblink_connect']);
+
+/**
+ * Functions that write (or need a transaction ID) whatever the catalog says,
+ * so they never depend on the volatility lookup: a standby refuses them all.
+ */
+const WRITING_FUNCTIONS = new Set(['nextval', 'setval', 'txid_current', 'pg_current_xact_id', 'pg_notify', 'lo_create', 'lo_creat', 'lo_import', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'pg_switch_wal', 'pg_create_restore_point']);
 
 function transaction(body: Node): Part {
   const kind = String(body.kind);
@@ -213,14 +237,24 @@ function defName(o: Node): string | null {
   return d ? String(d.defname) : null;
 }
 
-/** The boolean of a DefElem's argument (A_Const 1/0, or a boolean constant), null when there is none. */
+/**
+ * The boolean of a DefElem's argument as PostgreSQL's defGetBoolean reads it
+ * (true/false/on/off, 1/0, an A_Const of those); null when there is none.
+ */
 function defBool(o: Node): boolean | null {
   const arg = (o.DefElem as Node | undefined)?.arg as Node | undefined;
   if (!arg) return null;
-  const c = arg.A_Const as Node | undefined;
-  if (!c) return null;
+  const c = (arg.A_Const as Node | undefined) ?? arg;
   if (c.ival !== undefined) return Number((c.ival as Node).ival ?? 0) !== 0;
+  if (c.Integer !== undefined) return Number((c.Integer as Node).ival ?? 0) !== 0;
   if (c.boolval !== undefined) return Boolean((c.boolval as Node).boolval);
+  if (c.Boolean !== undefined) return Boolean((c.Boolean as Node).boolval);
+  const text = ((c.sval as Node | undefined)?.sval ?? (c.String as Node | undefined)?.sval) as string | undefined;
+  if (typeof text === 'string') {
+    const t = text.toLowerCase();
+    if (t === 'true' || t === 'on') return true;
+    if (t === 'false' || t === 'off') return false;
+  }
   return null;
 }
 

@@ -18,8 +18,12 @@ import type { ServerConn } from './server.js';
  */
 export interface SessionHost {
   classify(sql: string): Classification;
-  /** Where a unit starting with `sql` goes (null sql: no statement text, e.g. a lone Bind). */
-  route(s: Session, cls: Classification | null, exclude: string | null): Promise<Route>;
+  /**
+   * Where a unit starting with `cls` goes (null: no statement text, e.g. a
+   * lone Bind), avoiding the node `exclude`; `inDeferredBegin`: the unit runs
+   * inside a plain BEGIN the router answered itself.
+   */
+  route(s: Session, cls: Classification | null, exclude: string | null, inDeferredBegin: boolean): Promise<Route>;
   /** A server connection on the route's node for this session's user, database and parameters; throws a sendable error. */
   acquire(s: Session, route: Route): Promise<ServerConn>;
   release(conn: ServerConn, reusable: boolean): void;
@@ -42,6 +46,8 @@ interface Unit {
   /** Something in it may have written (a commit LSN is then asked for). */
   wrote: boolean;
   retried: boolean;
+  /** The deferred BEGIN the unit opened with, sent again if the unit is retried elsewhere. */
+  readonly begin: Buffer | null;
 }
 
 const REPLAY_LIMIT = 64;
@@ -203,7 +209,7 @@ export class Session {
       let route: Route;
       let conn: ServerConn;
       try {
-        route = await this.host.route(this, cls, exclude);
+        route = await this.host.route(this, cls, exclude, inDeferred);
         conn = await this.host.acquire(this, route);
       } catch (err) {
         this.refuse(first, err instanceof Error ? err.message : String(err));
@@ -214,7 +220,7 @@ export class Session {
         return;
       }
       this.host.count(exclude ? 'retried' : route.target);
-      this.attach(conn, route, replay !== null);
+      this.attach(conn, route, replay !== null, this.deferredBegin);
       if (this.deferredBegin) {
         // The client already saw BEGIN's answer: send it now, answers swallowed.
         conn.tracker.push({ kind: 'internal', done: () => undefined });
@@ -228,9 +234,9 @@ export class Session {
     })();
   }
 
-  private attach(conn: ServerConn, route: Route, retried: boolean): void {
+  private attach(conn: ServerConn, route: Route, retried: boolean, begin: Buffer | null): void {
     this.server = conn;
-    this.unit = { route, replay: route.target === 'replica' && !retried ? [] : null, wrote: false, retried };
+    this.unit = { route, replay: route.target === 'replica' && !retried ? [] : null, wrote: false, retried, begin };
     conn.onFrames = (frames) => {
       try {
         this.fromServer(frames);
@@ -425,6 +431,7 @@ export class Session {
     if (unit && unit.replay && unit.replay.length > 0 && !unit.retried && unit.route.target === 'replica') {
       const [first, ...rest] = unit.replay;
       const sql = first.kind === 'query' || first.kind === 'parse' ? first.sql : null;
+      this.deferredBegin = unit.begin; // the client saw its BEGIN answered: the retry opens the transaction again
       this.begin(first, sql === null ? null : this.host.classify(sql), unit.route.node, [first, ...rest]);
       return;
     }

@@ -4,16 +4,18 @@
  * `... WHERE aid = 1` and `... WHERE aid = 2` share one classification in
  * the router's cache. Literals never change whether a statement reads or
  * writes; identifiers, keywords, operators and comments (hints live there)
- * are kept as they are. Pure. Returns null when the text is not scanned with
- * certainty (an unterminated literal or comment, a text about pgmaestro's own
- * settings whose values matter): the caller then uses the exact text.
+ * are kept as they are — except in an option list such as `EXPLAIN (ANALYZE 0)`,
+ * so such a text has no shape. Pure. Returns null when the text is not
+ * scanned with certainty (an unterminated literal or comment, a text about
+ * pgmaestro's own settings or with options whose values matter): the caller
+ * then uses the exact text.
  *
  * Scans as PostgreSQL does with standard_conforming_strings on (its default;
  * a session that turns it off is pinned and goes to the primary anyway):
  * backslashes escape only in E'' strings.
  */
 export function shapeOf(sql: string): string | null {
-  if (/pgmaestro/i.test(sql)) return null;
+  if (/pgmaestro/i.test(sql) || /^\s*explain\s*\(/i.test(sql)) return null;
   let out = '';
   let i = 0;
   let copied = 0;
