@@ -66,8 +66,8 @@ program
       await up(ctx, say);
       const d = await ensureSupervised(ctx);
       say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
-      // The daemon starts the endpoints; wait for them (and start one enabled since the daemon started).
-      for (const line of await awaitEndpoints(ctx, d.started ? 20_000 : 3_000)) say(line);
+      // The supervisor starts the endpoints (and, told by ensureSupervised, one enabled since it started): wait for them.
+      for (const line of await awaitEndpoints(ctx, 20_000)) say(line);
       say('');
       say(formatStatus(await clusterStatus(ctx)));
     });

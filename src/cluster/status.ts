@@ -5,7 +5,7 @@ import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
 import { readSecrets } from './secrets.js';
-import { daemonPid, daemonRole, livePid, restarts, since, supervisorRole } from '../daemon/spawn.js';
+import { daemonPid, daemonRole, livePid, restarts, since, spareRole, supervisorRole } from '../daemon/spawn.js';
 import { endpointStats, type EndpointStats } from '../router/stats.js';
 import type { EndpointKind } from '../config/types.js';
 import { Repository } from '../backup/repository.js';
@@ -57,7 +57,8 @@ export interface ClusterStatus {
     readonly log: string;
     readonly since: string | null;
     readonly restarts: number;
-    readonly supervisor: { readonly running: boolean; readonly pid: number | null; readonly since: string | null };
+    /** `spare`: the pid of the idle process the supervisor keeps to take over a dead role at once (null while it starts one). */
+    readonly supervisor: { readonly running: boolean; readonly pid: number | null; readonly since: string | null; readonly spare: number | null };
   };
   /** `rw`, `ro`, `auto`: host:port of each endpoint whose process runs; `details`: each enabled endpoint (see EndpointStats). */
   readonly endpoints: EndpointsStatus;
@@ -134,7 +135,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
       log: ctx.paths.daemonLog,
       since: dpid === null ? null : since(daemonRole(ctx)),
       restarts: restarts(daemonRole(ctx)),
-      supervisor: { running: spid !== null, pid: spid, since: spid === null ? null : since(supervisorRole(ctx)) },
+      supervisor: { running: spid !== null, pid: spid, since: spid === null ? null : since(supervisorRole(ctx)), spare: spid === null ? null : livePid(ctx, spareRole(ctx)) },
     },
     endpoints: endpointsStatus(ctx, eps),
     archive,

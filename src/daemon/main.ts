@@ -10,7 +10,7 @@ import { Monitor } from '../ha/monitor.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { moveVip } from '../ha/vip-hooks.js';
 import { primaryFromState } from '../router/balance.js';
-import { refreshEndpoints, startEndpoints, watchEndpoints } from '../router/processes.js';
+import { refreshEndpoints, watchEndpoints } from '../router/processes.js';
 import { serveApi } from './api.js';
 import { recordEvent } from './events.js';
 import { daemonPid, daemonRole, removePidFile, writePidFile } from './spawn.js';
@@ -18,9 +18,9 @@ import { daemonPid, daemonRole, removePidFile, writePidFile } from './spawn.js';
 /**
  * The long-running process of a cluster: the failover monitor, the WAL
  * archiver, the backup scheduler, the control socket the CLI's operator
- * commands go through, and the keeper of the endpoint processes (it adopts
- * the running ones, starts the missing ones, restarts one that dies, and
- * nudges them after it changed the cluster state). It owns no PostgreSQL
+ * commands go through. It nudges the endpoint processes after it changed the
+ * cluster state, and restarts one that dies while no supervisor runs to do
+ * it. It owns no PostgreSQL
  * process and no client connection: killing it, even with SIGKILL, leaves
  * every database and every endpoint running, and a new daemon (the
  * supervisor starts one) picks up from the persisted cluster state.
@@ -40,8 +40,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   // The pid file says "running" from here on: the supervisor and `up` wait for it, not for the whole start.
   writePidFile(daemonRole(ctx));
 
-  // 1. the endpoint processes: adopted if they run, started if not; they follow the state by themselves
-  for (const line of await startEndpoints(ctx).catch((err: unknown) => [`endpoints: ${err instanceof PgmError ? err.render() : String(err)}`])) log(line);
+  // 1. the endpoint processes follow the state by themselves; the supervisor keeps them running, and this daemon does while none runs
   const endpointWatch = watchEndpoints(ctx, event);
   const hooks: PrimaryHooks = {
     // The failover code writes the state first, then calls this: every endpoint

@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import * as pgq from 'libpg-query';
 import { findNode, requireSecrets } from '../cluster/context.js';
 import type { NodeConfig } from '../config/types.js';
-import { PgmError } from '../errors.js';
+import { listenOn } from '../daemon/listen.js';
 import * as out from '../protocol/backend-serializer.js';
 import { decodeSaslInitial, readStartupPacket, FrontendParser, FrontendProtocolError } from '../protocol/frontend-parser.js';
 import { MECHANISM, type ScramKeys } from '../protocol/scram.js';
@@ -16,7 +16,7 @@ import { Catalog } from './catalog.js';
 import { classifyText, type Classification } from './classify.js';
 import { StateFollower, type Followed } from './follow.js';
 import { admits } from './hba.js';
-import { Pools } from './pool.js';
+import { PoolTimeout, Pools } from './pool.js';
 import { Prober } from './probes.js';
 import { formatAddress } from './processes.js';
 import { routeUnit, type Route } from './route.js';
@@ -38,6 +38,13 @@ export function makeAutoService(deps: ServiceDeps): EndpointService {
 }
 
 const CACHE_MAX = 20_000;
+const RETRY_MS = 250;
+
+/** A failure to reach a server that a moment may cure: no answer, a refusal, a server starting up or shutting down (57P03). */
+function transient(err: unknown): boolean {
+  if (err instanceof ServerRefusal) return err.fields.C === '57P03';
+  return !(err instanceof PoolTimeout);
+}
 
 class AutoService implements EndpointService, SessionHost {
   private readonly server: net.Server;
@@ -75,6 +82,8 @@ class AutoService implements EndpointService, SessionHost {
       onRound: (views) => {
         this.views = views;
         this.eligibility = eligibleReplicas(views, this.followedNow.primary, this.followedNow.fenced, ctx.cfg.endpoints);
+        // Idle pooled connections to a node that takes no reads now go (a server shutting down waits for them).
+        for (const [name, e] of this.eligibility) if (!e.eligible && name !== this.followedNow.primary) this.pools.closeIdle(name);
       },
     });
   }
@@ -88,18 +97,7 @@ class AutoService implements EndpointService, SessionHost {
     this.tlsContext = loadTls(this.deps);
     await this.follower.start();
     await this.prober.start();
-    const { host, port } = this.deps.address;
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    }).catch((err: NodeJS.ErrnoException) => {
-      throw err.code === 'EADDRINUSE'
-        ? new PgmError('port.in_use', `the auto endpoint cannot listen on ${host}:${port}: the port is in use.`, { hint: 'stop what uses it or choose another endpoints.auto.', cause: err })
-        : new PgmError('daemon.failed', `the auto endpoint cannot listen on ${host}:${port}: ${err.message}.`, { hint: 'check the endpoint host is an address of this machine.', cause: err });
-    });
+    await listenOn(this.server, this.deps.address, 'auto endpoint');
   }
 
   async refresh(): Promise<string> {
@@ -169,31 +167,46 @@ class AutoService implements EndpointService, SessionHost {
     });
   }
 
-  async acquire(s: Session, route: Route): Promise<ServerConn> {
-    const holdMs = this.deps.ctx.cfg.endpoints.holdMs;
-    let nodeName: string;
-    if (route.target === 'replica') nodeName = route.node;
-    else {
-      const deadline = Date.now() + holdMs;
-      while (this.followedNow.primary === null) {
-        if (Date.now() >= deadline) throw new Error(`no primary for ${holdMs / 1000} s (${this.followedNow.reason})`);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(250, deadline - Date.now()));
-          this.primaryWaiters.push(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
-      }
-      nodeName = this.followedNow.primary;
-    }
-    const node = findNode(this.deps.ctx.cfg, nodeName);
+  /**
+   * A server connection for the route. For the primary, waits (up to
+   * `endpoints.hold`) while there is none and while it does not answer or is
+   * starting up or shutting down (crashed, restarting, a failover not decided
+   * yet), re-reading which node is the primary on each try; a replica is
+   * tried once (the caller retries a read elsewhere).
+   */
+  async acquire(s: Session, route: Route, holdMs = this.deps.ctx.cfg.endpoints.holdMs): Promise<ServerConn> {
     const keys = this.keys.get(s.user);
     if (!keys) throw new Error('the session has no credentials');
-    return this.pools.acquire(
-      { node: node.name, host: node.service, port: node.port, user: s.user, database: s.database, params: s.params, keys, connectTimeoutMs: 5000 },
-      holdMs,
-    );
+    const open = (name: string, waitMs: number) => {
+      const node = findNode(this.deps.ctx.cfg, name);
+      return this.pools.acquire({ node: node.name, host: node.service, port: node.port, user: s.user, database: s.database, params: s.params, keys, connectTimeoutMs: 5000 }, waitMs);
+    };
+    if (route.target === 'replica') return open(route.node, Math.max(1, holdMs));
+    const deadline = Date.now() + holdMs;
+    for (;;) {
+      const primary = await this.awaitPrimary(deadline);
+      try {
+        return await open(primary, Math.max(1, deadline - Date.now()));
+      } catch (err) {
+        if (!transient(err) || Date.now() + RETRY_MS >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+  }
+
+  /** The primary's name, waiting for one until `deadline`. */
+  private async awaitPrimary(deadline: number): Promise<string> {
+    while (this.followedNow.primary === null) {
+      if (Date.now() >= deadline) throw new Error(`no primary (${this.followedNow.reason})`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(RETRY_MS, deadline - Date.now()));
+        this.primaryWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.followedNow.primary;
   }
 
   release(conn: ServerConn, reusable: boolean): void {
@@ -303,7 +316,8 @@ class AutoService implements EndpointService, SessionHost {
       if (params.has('replication') && params.get('replication') !== 'false' && params.get('replication') !== 'off') {
         throw new FrontendProtocolError('the pgmaestro auto endpoint does not take replication connections; connect to a node directly', '28000');
       }
-      for (const k of ['user', 'database', 'application_name', 'replication']) params.delete(k);
+      // The rest (application_name, client_encoding, options, …) goes to the server connections, which are pooled by it.
+      for (const k of ['user', 'database', 'replication']) params.delete(k);
       await this.authenticate(socket, reader, { user, database, params, encrypted });
       return;
     }
@@ -334,9 +348,9 @@ class AutoService implements EndpointService, SessionHost {
     // A first server connection: checks the database exists and gives the parameters to report.
     const key = { processId: this.newProcessId(), secretKey: randomBytes(4) };
     const session = new Session(this, socket, c.user, c.database, c.params, key);
-    const probe = await this.acquire(session, this.followedNow.primary ? { target: 'primary', reason: 'startup' } : await this.route(session, null, null, false));
+    const probe = await this.firstConnection(session);
     const hello: Buffer[] = [];
-    for (const [k, v] of probe.parameters) hello.push(out.parameterStatus(k, v));
+    for (const [k, v] of probe.parameters) hello.push(out.parameterStatus(k, k === 'in_hot_standby' ? 'off' : v)); // this port takes writes
     this.release(probe, true);
     hello.push(out.backendKeyData(key.processId, key.secretKey), out.readyForQuery('I'));
     const leftover = reader.detach();
@@ -347,6 +361,36 @@ class AutoService implements EndpointService, SessionHost {
     socket.on('data', (d: Buffer) => session.data(d));
     socket.once('close', () => session.close());
     if (leftover.length > 0) session.data(leftover);
+  }
+
+  /**
+   * The connection a new client's startup is checked on: the primary's pool
+   * when a primary answers, else an eligible replica's, so new clients get in
+   * (and read) while a failover is decided; with neither, waiting for a
+   * primary as a write would.
+   */
+  private async firstConnection(s: Session): Promise<ServerConn> {
+    const replicas = [...this.eligibility].filter(([, e]) => e.eligible).map(([n]) => n);
+    const primary = this.followedNow.primary;
+    const primaryUp = primary !== null && this.views.find((v) => v.name === primary)?.reachable !== false;
+    if (replicas.length === 0) return this.acquire(s, { target: 'primary', reason: 'startup' });
+    if (primaryUp) {
+      try {
+        return await this.acquire(s, { target: 'primary', reason: 'startup' }, 0); // one try: a replica can take the client now
+      } catch (err) {
+        if (!transient(err) && !(err instanceof PoolTimeout)) throw err;
+      }
+    }
+    let last: unknown = new Error('no node answers');
+    for (const node of replicas) {
+      try {
+        return await this.acquire(s, { target: 'replica', node, reason: 'startup' });
+      } catch (err) {
+        if (err instanceof ServerRefusal && err.fields.C !== '57P03') throw err;
+        last = err;
+      }
+    }
+    throw last;
   }
 
   private newProcessId(): number {

@@ -16,9 +16,13 @@ export interface RoleAuth {
 
 const ROLE_TTL_MS = 5_000;
 const FUNCTION_TTL_MS = 60_000;
+/** A catalog connection unused this long is closed (a server shut down "smart" waits for it). */
+const IDLE_MS = 3_000;
 
 export class Catalog {
   private readonly clients = new Map<string, pg.Client>();
+  private readonly lastUsed = new Map<string, number>();
+  private idleTimer: NodeJS.Timeout | null = null;
   private readonly roles = new Map<string, { at: number; auth: RoleAuth }>();
   private readonly functions = new Map<string, { at: number; volatility: string }>();
 
@@ -63,14 +67,35 @@ export class Catalog {
   }
 
   async close(): Promise<void> {
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = null;
     await Promise.all([...this.clients.values()].map((c) => c.end().catch(() => undefined)));
     this.clients.clear();
   }
 
+  /** Closes the connections nobody used for IDLE_MS. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [key, c] of this.clients) {
+      if (now - (this.lastUsed.get(key) ?? 0) < IDLE_MS) continue;
+      this.clients.delete(key);
+      c.end().catch(() => undefined);
+    }
+    if (this.clients.size === 0 && this.idleTimer) {
+      clearInterval(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
   private async query<T extends pg.QueryResultRow>(database: string, text: string, params: unknown[]): Promise<T[]> {
     let last: unknown = new Error('no node to ask');
+    if (!this.idleTimer) {
+      this.idleTimer = setInterval(() => this.sweep(), 1000);
+      this.idleTimer.unref();
+    }
     for (const n of this.nodes()) {
       const key = `${n.name}\0${database}`;
+      this.lastUsed.set(key, Date.now());
       try {
         let c = this.clients.get(key);
         if (!c) {

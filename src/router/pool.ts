@@ -1,5 +1,8 @@
 import { ServerConn, type ServerConnOptions } from './server.js';
 
+/** Every connection of a pool stayed busy for as long as the client could wait. */
+export class PoolTimeout extends Error {}
+
 /**
  * The router's server connections, pooled per node, user, database and
  * startup parameters (transaction pooling: a client holds one only for a
@@ -57,7 +60,7 @@ export class Pools {
       };
       const timer = setTimeout(() => {
         p!.waiters.splice(p!.waiters.indexOf(w), 1);
-        reject(new Error(`all ${this.size} server connections of this user and database on ${opts.node} stayed busy for ${waitMs} ms`));
+        reject(new PoolTimeout(`all ${this.size} server connections of this user and database on ${opts.node} stayed busy for ${waitMs} ms`));
       }, waitMs);
       p!.waiters.push(w);
     });

@@ -4,10 +4,14 @@ import { parseLsn } from '../postgres/lsn.js';
 import type { NodeView } from './balance.js';
 
 /**
- * The endpoint process's own view of the nodes: one persistent superuser
- * connection per node (admin address), asked every `intervalMs` for its role
- * and WAL positions. A node that does not answer within the timeout is
- * unreachable until it answers again. Nothing here decides anything.
+ * The endpoint process's own view of the nodes: one superuser connection per
+ * node (admin address), asked every `intervalMs` for its role and WAL
+ * positions. A node that does not answer within the timeout is unreachable
+ * until it answers again. Each connection is replaced every `recycleMs`: a
+ * server told to shut down "smart" (SIGTERM) waits for its sessions to end,
+ * so a probe must not hold one for ever; the new connection is refused
+ * ("shutting down") and the node turns unreachable. Nothing here decides
+ * anything.
  */
 
 const PROBE_SQL = `SELECT pg_is_in_recovery() AS rec,
@@ -30,12 +34,14 @@ export interface ProberOptions {
   readonly password: string;
   readonly intervalMs?: number;
   readonly timeoutMs?: number;
+  /** How long one probe connection is kept (default 5 s). */
+  readonly recycleMs?: number;
   /** Called after every round with the views of all nodes, in configuration order. */
   readonly onRound: (views: NodeView[]) => void;
 }
 
 export class Prober {
-  private readonly clients = new Map<string, pg.Client>();
+  private readonly clients = new Map<string, { client: pg.Client; since: number }>();
   private readonly views = new Map<string, NodeView>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -60,7 +66,7 @@ export class Prober {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await Promise.all([...this.clients.values()].map((c) => c.end().catch(() => undefined)));
+    await Promise.all([...this.clients.values()].map((c) => c.client.end().catch(() => undefined)));
     this.clients.clear();
   }
 
@@ -78,8 +84,13 @@ export class Prober {
 
   private async probe(n: NodeConfig): Promise<NodeView> {
     const timeoutMs = this.opts.timeoutMs ?? 1000;
+    const held = this.clients.get(n.name);
+    if (held && Date.now() - held.since > (this.opts.recycleMs ?? 5000)) {
+      this.clients.delete(n.name);
+      held.client.end().catch(() => undefined);
+    }
     try {
-      let c = this.clients.get(n.name);
+      let c = this.clients.get(n.name)?.client;
       if (!c) {
         c = new pg.Client({
           host: n.admin,
@@ -92,7 +103,7 @@ export class Prober {
           query_timeout: timeoutMs,
         });
         c.on('error', () => undefined); // surfaces on the next query
-        this.clients.set(n.name, c);
+        this.clients.set(n.name, { client: c, since: Date.now() });
         await c.connect();
       }
       const r = (await c.query<ProbeRow>(PROBE_SQL)).rows[0];
@@ -108,7 +119,7 @@ export class Prober {
     } catch {
       const c = this.clients.get(n.name);
       this.clients.delete(n.name);
-      c?.end().catch(() => undefined);
+      c?.client.end().catch(() => undefined);
       return unreachable(n.name);
     }
   }

@@ -3,7 +3,7 @@ import type { ClusterContext } from '../cluster/context.js';
 import { portFree } from '../cluster/ports.js';
 import { ENDPOINT_KINDS, type EndpointKind, type ListenAddress } from '../config/types.js';
 import { callControl, socketPath } from '../daemon/api.js';
-import { countRestart, livePid, restarts, since, startDetached, stopRole, type ProcessRole } from '../daemon/spawn.js';
+import { countRestart, livePid, restarts, since, startDetached, stopRole, supervisorRole, type ProcessRole } from '../daemon/spawn.js';
 import { PgmError } from '../errors.js';
 import type { EndpointProcessStats } from './stats.js';
 
@@ -14,9 +14,10 @@ import type { EndpointProcessStats } from './stats.js';
  * and a crash of one endpoint drops only its own connections. They are
  * detached: they keep their listening sockets and connections while the
  * daemon is down or restarting, and follow the cluster state by themselves.
- * The daemon (later each multi-host agent, for its host) calls `start` to
- * adopt the running ones and start the missing ones, `watch` to restart one
- * that dies, `refresh` after it wrote the state, and `down` calls `stop`.
+ * The supervisor starts them, holds their listening sockets and restarts one
+ * that dies (daemon/supervise.ts); the daemon (later each multi-host agent,
+ * for its host) calls `refresh` after it wrote the state, and `watch`
+ * restarts one while no supervisor runs; `down` calls `stop`.
  */
 
 export function endpointRole(ctx: ClusterContext, kind: EndpointKind): ProcessRole {
@@ -56,35 +57,32 @@ export async function checkEndpointPorts(ctx: ClusterContext): Promise<void> {
   }
 }
 
-/** Adopts each running endpoint process and starts the missing ones; returns one line per endpoint. */
-export async function startEndpoints(ctx: ClusterContext): Promise<string[]> {
-  return Promise.all(
-    enabledEndpoints(ctx).map(async ({ kind, address }) => {
-      const role = endpointRole(ctx, kind);
-      const running = livePid(ctx, role);
-      if (running !== null) return `endpoint ${kind} ${formatAddress(address)}: adopted the running process (pid ${running})`;
-      const pid = await startDetached(ctx, role, ['endpoint', kind]);
-      return `endpoint ${kind} ${formatAddress(address)}: started (pid ${pid})`;
-    }),
-  );
-}
-
 /**
- * `up`: waits up to `waitMs` for the daemon to have every enabled endpoint
- * running, then starts any still missing itself (one enabled in the
- * configuration after the daemon started). Returns a line per endpoint it started.
+ * `up`: waits up to `waitMs` for the supervisor to have every enabled
+ * endpoint running. Returns one line per endpoint; throws daemon.failed,
+ * naming the log to read, for one that did not start.
  */
 export async function awaitEndpoints(ctx: ClusterContext, waitMs: number): Promise<string[]> {
   const deadline = Date.now() + waitMs;
   const missing = () => enabledEndpoints(ctx).filter(({ kind }) => livePid(ctx, endpointRole(ctx, kind)) === null);
   while (missing().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  const lines = await startEndpoints(ctx);
-  return lines.filter((l) => !l.includes('adopted'));
+  const still = missing();
+  if (still.length > 0) {
+    const { kind, address } = still[0];
+    throw new PgmError('daemon.failed', `the ${kind} endpoint on ${formatAddress(address)} did not start within ${waitMs / 1000} s.`, {
+      hint: `read ${endpointRole(ctx, kind).logFile} for the cause; the supervisor goes on trying.`,
+    });
+  }
+  return enabledEndpoints(ctx).map(({ kind, address }) => `endpoint ${kind} ${formatAddress(address)}: pid ${livePid(ctx, endpointRole(ctx, kind))}`);
 }
 
 /**
- * Restarts endpoint processes that died, checking every `intervalMs`, until
- * `stop()`. Each restart is counted (status shows it) and reported.
+ * The daemon's fallback while no supervisor runs (it was killed, and the
+ * next `up` has not restored it): restarts endpoint processes that died,
+ * checking every `intervalMs`, until `stop()`. Each restart is counted
+ * (status shows it) and reported. Such an endpoint binds its own port (the
+ * supervisor's socket went with it), so its restart refuses connections for
+ * the moment it takes.
  */
 export function watchEndpoints(ctx: ClusterContext, report: (sentence: string) => void, intervalMs = 200): { stop(): void } {
   let stopped = false;
@@ -92,6 +90,7 @@ export function watchEndpoints(ctx: ClusterContext, report: (sentence: string) =
   const restarting = new Set<EndpointKind>();
   const known = new Map<EndpointKind, number>();
   const tick = async () => {
+    const supervised = livePid(ctx, supervisorRole(ctx)) !== null;
     for (const { kind, address } of enabledEndpoints(ctx)) {
       const role = endpointRole(ctx, kind);
       const pid = livePid(ctx, role);
@@ -99,14 +98,14 @@ export function watchEndpoints(ctx: ClusterContext, report: (sentence: string) =
         known.set(kind, pid);
         continue;
       }
-      if (restarting.has(kind) || stopped) continue;
+      if (supervised || restarting.has(kind) || stopped) continue;
       restarting.add(kind);
       const was = known.get(kind);
       void startDetached(ctx, role, ['endpoint', kind])
         .then((newPid) => {
-          const n = countRestart(role);
           known.set(kind, newPid);
-          report(`endpoint ${kind} ${formatAddress(address)}: the process${was ? ` (pid ${was})` : ''} was gone; restarted it as pid ${newPid} (restart ${n})`);
+          if (was) report(`endpoint ${kind} ${formatAddress(address)}: the process (pid ${was}) was gone and no supervisor runs; restarted it as pid ${newPid} (restart ${countRestart(role)})`);
+          else report(`endpoint ${kind} ${formatAddress(address)}: started (pid ${newPid}; no supervisor runs)`);
         })
         .catch((err: unknown) => report(`endpoint ${kind} ${formatAddress(address)}: could not restart it: ${err instanceof PgmError ? err.render() : String(err)}`))
         .finally(() => restarting.delete(kind));

@@ -1,3 +1,4 @@
+import { inheritedListenFd } from '../daemon/listen.js';
 import { findNode, requireSecrets } from '../cluster/context.js';
 import { chooseRo, eligibleReplicas, type Eligibility, type NodeView } from './balance.js';
 import { StateFollower, type Followed } from './follow.js';
@@ -28,7 +29,7 @@ export class RoService implements EndpointService {
 
   constructor(private readonly deps: ServiceDeps) {
     const { ctx, address } = deps;
-    this.endpoint = new Endpoint({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, pick: () => this.pick() });
+    this.endpoint = new Endpoint({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, fd: inheritedListenFd(), pick: () => this.pick() });
     this.follower = new StateFollower(ctx, (f) => {
       this.followedNow = f;
       this.reassess();
@@ -65,7 +66,7 @@ export class RoService implements EndpointService {
       primary: this.followedNow.primary,
       connections: { current: s.active + s.connecting + s.held, total: s.accepted },
       bytes: { from_clients: s.bytesFromClients, to_clients: s.bytesToClients },
-      routes: { ...this.routes, held: s.held, refused: this.routes.refused + s.holdExpired + s.unreachable },
+      routes: { ...this.routes, held: s.held, refused: this.routes.refused + s.holdExpired },
       nodes: s.perTarget,
       replicas,
     };

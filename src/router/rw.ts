@@ -1,3 +1,4 @@
+import { inheritedListenFd } from '../daemon/listen.js';
 import { findNode } from '../cluster/context.js';
 import { StateFollower } from './follow.js';
 import { formatAddress } from './processes.js';
@@ -15,7 +16,7 @@ export class RwService implements EndpointService {
 
   constructor(private readonly deps: ServiceDeps) {
     const { ctx, address } = deps;
-    this.endpoint = new Endpoint({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log });
+    this.endpoint = new Endpoint({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, fd: inheritedListenFd() });
     this.follower = new StateFollower(ctx, (f) => {
       const target = f.primary ? nodeTarget(findNode(ctx.cfg, f.primary)) : null;
       if ((target?.name ?? null) === (this.endpoint.target?.name ?? null)) return; // only the fenced list changed
@@ -40,7 +41,7 @@ export class RwService implements EndpointService {
       primary: s.target?.name ?? null,
       connections: { current: s.active + s.connecting + s.held, total: s.accepted },
       bytes: { from_clients: s.bytesFromClients, to_clients: s.bytesToClients },
-      routes: { primary: s.forwarded, held: s.held, refused: s.holdExpired + s.unreachable },
+      routes: { primary: s.forwarded, held: s.held, refused: s.holdExpired },
       nodes: s.perTarget,
     };
   }

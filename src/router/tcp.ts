@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { PgmError } from '../errors.js';
+import { listenOn } from '../daemon/listen.js';
 
 /**
  * A TCP endpoint (it does not parse the PostgreSQL protocol) that pipes every
@@ -17,8 +17,11 @@ import { PgmError } from '../errors.js';
  *   held, unread, for up to `holdMs`; they are forwarded as soon as a target is
  *   set, or closed when the time is up. Nothing a client sends is lost while
  *   it waits (a client that gives up meanwhile is noticed only then).
- * - A target that refuses or does not answer within `connectTimeoutMs` closes
- *   the client's connection (the client sees an EOF and retries).
+ * - A target that refuses or does not answer within `connectTimeoutMs` (a
+ *   primary that crashed, before the failover is decided) is tried again every
+ *   250 ms, the client held meanwhile, within the same `holdMs`: a failover
+ *   looks like a pause to a new client, not like an error; when the time is
+ *   up the client's connection is closed (it sees an EOF and retries).
  * - Each direction is piped with backpressure; a half-close (FIN) is passed on
  *   and the other direction keeps flowing until it ends too.
  * - `close()` stops accepting and destroys every connection; nothing is left
@@ -46,6 +49,8 @@ export interface EndpointOptions {
    * 'refuse' to close it at once.
    */
   readonly pick?: () => EndpointTarget | null | 'refuse';
+  /** A listening socket inherited from the endpoint's keeper (see daemon/listen.ts); null: bind host:port. */
+  readonly fd?: number | null;
 }
 
 export interface EndpointStats {
@@ -78,11 +83,16 @@ interface Link {
   /** The target of `upstream`. */
   target: EndpointTarget | null;
   holdTimer: NodeJS.Timeout | null;
+  /** The next attempt after the target refused. */
+  retryTimer: NodeJS.Timeout | null;
+  /** Since when it waits for a target (held or retrying); null once piped. */
+  waitingSince: number | null;
   /** Sockets of a piped link that have closed cleanly; the link is forgotten when both have. */
   closed: number;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const RETRY_MS = 250;
 const DEFAULT_HOLD_MS = 10_000;
 
 export class Endpoint {
@@ -152,27 +162,11 @@ export class Endpoint {
     };
   }
 
-  /** Resolves once the endpoint accepts connections. */
-  listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        this.server.off('listening', onListening);
-        if (err.code === 'EADDRINUSE') {
-          reject(new PgmError('port.in_use', `the endpoint cannot listen on ${this.address}: the port is in use.`, { hint: 'stop what uses it or choose another endpoint port.', cause: err }));
-        } else {
-          reject(new PgmError('daemon.failed', `the endpoint cannot listen on ${this.address}: ${err.message}.`, { hint: 'check the endpoint host is an address of this machine.', cause: err }));
-        }
-      };
-      const onListening = () => {
-        this.server.off('error', onError);
-        const a = this.server.address();
-        if (a && typeof a === 'object') this.boundPort = a.port;
-        resolve();
-      };
-      this.server.once('error', onError);
-      this.server.once('listening', onListening);
-      this.server.listen({ host: this.opts.host, port: this.opts.port });
-    });
+  /** Resolves once the endpoint accepts connections (on the inherited socket `opts.fd` when given). */
+  async listen(): Promise<void> {
+    await listenOn(this.server, { host: this.opts.host, port: this.opts.port }, 'endpoint', this.opts.fd ?? null);
+    const a = this.server.address();
+    if (a && typeof a === 'object') this.boundPort = a.port;
   }
 
   /**
@@ -286,7 +280,7 @@ export class Endpoint {
       return;
     }
     this.totals.accepted++;
-    const link: Link = { client, state: 'held', upstream: null, target: null, holdTimer: null, closed: 0 };
+    const link: Link = { client, state: 'held', upstream: null, target: null, holdTimer: null, retryTimer: null, waitingSince: null, closed: 0 };
     this.links.add(link);
     client.setNoDelay(true);
     client.setKeepAlive(true, 10_000);
@@ -311,22 +305,35 @@ export class Endpoint {
     else this.hold(link);
   }
 
-  /** Keeps the client waiting, unread, until a target is set or holdMs has passed. */
+  /** Keeps the client waiting, unread, until a target is set or holdMs has passed since it began to wait. */
   private hold(link: Link): void {
     link.state = 'held';
     link.target = null;
+    link.waitingSince ??= Date.now();
     if (link.holdTimer) clearTimeout(link.holdTimer);
     link.holdTimer = setTimeout(() => {
       this.totals.holdExpired++;
       this.expiredSinceChange++;
       this.teardown(link);
-    }, this.holdMs);
+    }, Math.max(0, link.waitingSince + this.holdMs - Date.now()));
+  }
+
+  /** The target refused: hold the client and try again shortly (the target, or whatever `pick` or a new target says then). */
+  private retry(link: Link): void {
+    this.abandonUpstream(link);
+    this.hold(link);
+    if (link.retryTimer) clearTimeout(link.retryTimer);
+    link.retryTimer = setTimeout(() => {
+      link.retryTimer = null;
+      if (this.links.has(link) && link.state === 'held') this.route(link);
+    }, RETRY_MS);
   }
 
   /** Opens the connection to `target` and pipes both ways once it is up. */
   private forward(link: Link, target: EndpointTarget): void {
     if (link.holdTimer) clearTimeout(link.holdTimer);
-    link.holdTimer = null;
+    if (link.retryTimer) clearTimeout(link.retryTimer);
+    link.holdTimer = link.retryTimer = null;
     link.state = 'connecting';
     const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
     link.upstream = upstream;
@@ -336,7 +343,11 @@ export class Endpoint {
     // The guards ignore an upstream the link has abandoned (see abandonUpstream).
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (link.upstream !== upstream) return;
-      if (link.state === 'connecting') this.unreachable(target, err);
+      if (link.state === 'connecting') {
+        this.unreachable(target, err);
+        this.retry(link);
+        return;
+      }
       this.teardown(link);
     });
     upstream.once('close', (hadError: boolean) => {
@@ -347,6 +358,7 @@ export class Endpoint {
       upstream.setTimeout(0);
       upstream.setKeepAlive(true, 10_000);
       link.state = 'piped';
+      link.waitingSince = null;
       this.totals.forwarded++;
       this.unreachableLogged = false;
       // pipe() ends the destination when its source ends (half-close) and
@@ -381,14 +393,15 @@ export class Endpoint {
     this.totals.unreachable++;
     if (this.unreachableLogged || (!this.opts.pick && !sameTarget(target, this.current))) return;
     this.unreachableLogged = true;
-    this.log(`endpoint ${this.address} cannot reach ${describe(target)} (${err.code ?? err.message}); closing client connections until it answers`);
+    this.log(`endpoint ${this.address} cannot reach ${describe(target)} (${err.code ?? err.message}); new connections wait for it (up to ${seconds(this.holdMs)}) and are closed after that`);
   }
 
   /** Destroys both sockets of a link and forgets it; safe to call more than once. */
   private teardown(link: Link): void {
     if (!this.links.delete(link)) return;
     if (link.holdTimer) clearTimeout(link.holdTimer);
-    link.holdTimer = null;
+    if (link.retryTimer) clearTimeout(link.retryTimer);
+    link.holdTimer = link.retryTimer = null;
     link.upstream?.destroy();
     link.client.destroy();
   }

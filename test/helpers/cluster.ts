@@ -64,7 +64,7 @@ export interface StatusJson {
   cluster: string;
   primary: string;
   passfile: string;
-  daemon: { running: boolean; pid: number | null; restarts: number; since: string | null; supervisor: { running: boolean; pid: number | null } };
+  daemon: { running: boolean; pid: number | null; restarts: number; since: string | null; supervisor: { running: boolean; pid: number | null; spare: number | null } };
   endpoints: {
     rw?: string;
     ro?: string;
@@ -149,7 +149,7 @@ export class TestCluster {
       }
     }
     // pgmaestro's own processes, supervisor first so that nothing restarts the others
-    for (const f of ['supervisor.pid', 'daemon.pid', 'endpoint-rw.pid', 'endpoint-ro.pid', 'endpoint-auto.pid']) {
+    for (const f of ['supervisor.pid', 'spare.pid', 'daemon.pid', 'endpoint-rw.pid', 'endpoint-ro.pid', 'endpoint-auto.pid']) {
       try {
         const pid = Number(fs.readFileSync(path.join(this.dir, 'state', f), 'utf8'));
         // only if the pid is still ours (a stale file may name a recycled pid)
