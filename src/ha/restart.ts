@@ -9,6 +9,7 @@ import { waitHealthy } from '../cluster/health.js';
 import { startNode } from '../cluster/lifecycle.js';
 import type { Secrets } from '../cluster/secrets.js';
 import type { PrimaryHooks } from './failover.js';
+import { holdNewConnections, releaseHold } from './hold.js';
 import { switchover } from './switchover.js';
 
 export interface RestartOptions {
@@ -101,11 +102,14 @@ export async function rollingRestart(ctx: ClusterContext, secrets: Secrets, opts
         log(await switchover(ctx, secrets, plan.to!, hooks, log));
         done.push(`${n.name} (now a replica of ${plan.to})`);
       } else {
+        // the endpoints hold new connections (recorded in the state, so they see it with or without a daemon)
+        holdNewConnections(ctx, `restart of the primary ${n.name}`);
         await hooks.setPrimary(null, `restart of the primary ${n.name}`);
         try {
           await pgStop(ctx.bins, ctx.user, n.dataDir, 'fast', 120);
           await startNode(ctx, n);
         } finally {
+          releaseHold(ctx);
           await hooks.setPrimary(primary.name, `${primary.name} restarted`);
         }
         await waitHealthy(ctx, primary, replicasOf(), secrets, 120_000);

@@ -10,6 +10,7 @@ import type { Secrets } from '../cluster/secrets.js';
 import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
 import { failover, type PrimaryHooks } from './failover.js';
+import { holdNewConnections, releaseHold } from './hold.js';
 
 /**
  * `pgmaestro switchover --to NODE`: planned, nothing lost. Stop writes on the
@@ -23,15 +24,13 @@ export async function switchover(ctx: ClusterContext, secrets: Secrets, to: stri
   const candidate = findNode(ctx.cfg, to);
 
   // 1. stop writes: hold new connections (recorded, so the endpoints see it), shut the old primary down cleanly
-  const held = ctx.store.read()!;
-  ctx.store.write(nextState(held, { hold: { reason: `switchover: stopping ${old.name}`, until: new Date(Date.now() + HOLD_LIMIT_MS).toISOString() } }));
+  holdNewConnections(ctx, `switchover: stopping ${old.name}`);
   try {
     await hooks.setPrimary(null, `switchover: stopping ${old.name}`);
     await pgStop(ctx.bins, ctx.user, old.dataDir, 'fast', 120);
     await waitReplayed(ctx, secrets, old, candidate);
   } catch (err) {
-    const st = ctx.store.read()!;
-    ctx.store.write(nextState(st, { hold: null }));
+    releaseHold(ctx);
     await hooks.setPrimary(old.name, `switchover to ${candidate.name} abandoned`);
     throw err;
   }
@@ -47,9 +46,6 @@ export async function switchover(ctx: ClusterContext, secrets: Secrets, to: stri
   await waitHealthy(ctx, candidate, ctx.cfg.nodes.filter((n) => n.name !== candidate.name), secrets, 120_000);
   return `${sentence.replace(/; \S+ is fenced until it rejoins$/, '')}; ${old.name} follows it as a replica`;
 }
-
-/** A switchover's hold on new connections lapses by itself after this, should the daemon die mid-way. */
-const HOLD_LIMIT_MS = 180_000;
 
 /** Waits until the candidate has replayed everything up to and past the old primary's shutdown checkpoint. */
 async function waitReplayed(ctx: ClusterContext, secrets: Secrets, old: NodeConfig, candidate: NodeConfig): Promise<void> {

@@ -24,6 +24,8 @@ export interface Classification {
   readonly route: RouteSetting | null;
   /** `/* pgmaestro:primary *\/` or `/* pgmaestro:replica *\/` in the text. */
   readonly hint: 'primary' | 'replica' | null;
+  /** A COPY FROM STDIN among the statements: the server then reads CopyData, and nothing may be sent behind it. */
+  readonly copyIn?: boolean;
 }
 
 type Node = Record<string, unknown>;
@@ -36,7 +38,7 @@ type Node = Record<string, unknown>;
 export function unparsable(sql: string): Classification {
   const m = /^\s*SET\s+(?:SESSION\s+)?pgmaestro\.route\s*(?:=|TO)\s*'?(primary|replica|auto)'?\s*;?\s*$/i.exec(sql);
   if (m) return { write: false, reason: `SET pgmaestro.route = ${m[1].toLowerCase()}`, pin: null, tx: null, functions: [], route: m[1].toLowerCase() as RouteSetting, hint: null };
-  return { write: true, reason: 'the parser rejects it', pin: null, tx: null, functions: [], route: null, hint: hintOf(sql) };
+  return { write: true, reason: 'the parser rejects it', pin: null, tx: null, functions: [], route: null, hint: hintOf(sql), copyIn: /\bcopy\b/i.test(sql) };
 }
 
 export function hintOf(sql: string): 'primary' | 'replica' | null {
@@ -74,6 +76,7 @@ export function classify(sql: string, stmts: readonly { stmt?: unknown }[]): Cla
     functions: [...new Set(parts.flatMap((p) => p.functions))],
     route: null,
     hint,
+    copyIn: parts.some((p) => p.copyIn),
   };
 }
 
@@ -123,7 +126,7 @@ function statement(stmt: Node): Part {
       return write(temp ? 'creates a temporary object' : type.replace(/Stmt$/, ''), temp ? 'a temporary table' : null);
     }
     case 'CopyStmt':
-      if (body.is_from) return write('COPY FROM');
+      if (body.is_from) return { ...write('COPY FROM'), copyIn: true };
       if (body.query) {
         const inner = statement(body.query as Node);
         return { ...inner, reason: `COPY of ${inner.reason}` };

@@ -44,16 +44,24 @@ export class ResponseTracker {
   private head = 0;
   private internalValue: string | null = null;
   private lastStatus: 'I' | 'T' | 'E' = 'I';
+  private readies = 0;
 
   get owed(): number {
     return this.queue.length - this.head;
   }
 
+  /** The transaction status of the last ReadyForQuery (the router's own queries' included). */
   get status(): 'I' | 'T' | 'E' {
     return this.lastStatus;
   }
 
+  /** How many ReadyForQuery are still owed (to the client's queries and Syncs, and to the router's own queries). */
+  get readiesOwed(): number {
+    return this.readies;
+  }
+
   push(p: Pending): void {
+    if (p.kind === 'query' || p.kind === 'sync' || p.kind === 'internal') this.readies++;
     this.queue.push(p);
   }
 
@@ -86,6 +94,8 @@ export class ResponseTracker {
         if (f.code === 0x44 && this.internalValue === null) this.internalValue = firstText(f.bytes);
         if (f.code === Z) {
           this.head++;
+          this.readies--;
+          this.lastStatus = statusOf(f.bytes);
           const v = this.internalValue;
           this.internalValue = null;
           p.done(v);
@@ -101,6 +111,7 @@ export class ResponseTracker {
         forward(f.bytes);
         if (f.code === Z) {
           this.head++;
+          this.readies--;
           this.lastStatus = statusOf(f.bytes);
           if (this.owed === 0) idle = this.lastStatus;
         }
@@ -129,7 +140,7 @@ export class ResponseTracker {
       if (p.kind === 'step') p.failed?.();
       if (p.kind === 'internal') p.done(null);
     }
-    this.queue.length = this.head = 0;
+    this.queue.length = this.head = this.readies = 0;
   }
 
   private emitSynth(out: Buffer[]): number {

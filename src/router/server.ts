@@ -49,6 +49,7 @@ export class ServerConn {
   onClose: () => void = () => undefined;
 
   private readonly framer = new Framer(() => 0x7fffffff);
+  private corked = false;
 
   private constructor(
     readonly socket: net.Socket,
@@ -126,8 +127,22 @@ export class ServerConn {
     return conn;
   }
 
+  /**
+   * Queues `b`; everything written in one turn of the event loop leaves in
+   * one segment (a client's Bind/Execute/Sync, the router's own query behind
+   * them), so the server wakes once for it.
+   */
   write(b: Buffer): void {
-    if (!this.closed) this.socket.write(b);
+    if (this.closed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(b);
   }
 
   /** Closes the connection; `onClose` runs once. */

@@ -43,8 +43,10 @@ interface Unit {
   readonly route: Route;
   /** The messages of the unit, kept to send it elsewhere if its replica dies before answering; null once something reached the client. */
   replay: FrontendMessage[] | null;
-  /** Something in it may have written (a commit LSN is then asked for). */
-  wrote: boolean;
+  /** Something in it may have written since the commit LSN was last asked for (it is asked again before the unit ends). */
+  dirty: boolean;
+  /** Transaction control seen since the last Query or Sync: how the transaction status will change at it. */
+  batchTx: 'begin' | 'end' | 'unknown' | null;
   retried: boolean;
   /** The deferred BEGIN the unit opened with, sent again if the unit is retried elsewhere. */
   readonly begin: Buffer | null;
@@ -71,6 +73,7 @@ export class Session {
   /** A plain BEGIN answered by the router itself, sent to the server with the transaction's first statement. */
   private deferredBegin: Buffer | null = null;
   private closed = false;
+  private corked = false;
 
   constructor(
     private readonly host: SessionHost,
@@ -127,9 +130,18 @@ export class Session {
     this.close();
   }
 
+  /** Queues `b` for the client; what is sent in one turn of the event loop leaves together (see ServerConn.write). */
   private send(b: Buffer): void {
     if (this.closed || b.length === 0) return;
     this.bytesOut += b.length;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     this.socket.write(b);
   }
 
@@ -227,7 +239,7 @@ export class Session {
         conn.write(this.deferredBegin);
         this.deferredBegin = null;
       }
-      if (inDeferred && this.unit) this.unit.wrote = route.target === 'primary';
+      if (inDeferred && this.unit) this.unit.dirty = route.target === 'primary';
       for (const m of replay ?? [first]) this.forward(m);
       this.busy = false;
       this.drain();
@@ -236,7 +248,7 @@ export class Session {
 
   private attach(conn: ServerConn, route: Route, retried: boolean, begin: Buffer | null): void {
     this.server = conn;
-    this.unit = { route, replay: route.target === 'replica' && !retried ? [] : null, wrote: false, retried, begin };
+    this.unit = { route, replay: route.target === 'replica' && !retried ? [] : null, dirty: false, batchTx: null, retried, begin };
     conn.onFrames = (frames) => {
       try {
         this.fromServer(frames);
@@ -283,6 +295,7 @@ export class Session {
         this.note(cls);
         t.push({ kind: 'query' });
         conn.write(m.bytes);
+        this.pipelineCommitLsn(conn);
         break;
       }
       case 'parse': {
@@ -305,6 +318,8 @@ export class Session {
       }
       case 'bind': {
         const st = this.ensurePrepared(m.statement);
+        // a Bind of a named statement runs it again: what it does counts now, as its Parse did (a write asks for the commit LSN)
+        if (st) this.note(this.host.classify(st.sql));
         t.push({ kind: 'step', step: 'bind', swallow: false });
         conn.write(st ? wire.bind(m.portal, st.serverName, m.rest) : m.bytes);
         break;
@@ -332,6 +347,7 @@ export class Session {
       case 'sync':
         t.push({ kind: 'sync' });
         conn.write(m.bytes);
+        this.pipelineCommitLsn(conn);
         break;
       case 'functionCall':
         this.note({ write: true, pin: null } as Classification);
@@ -371,7 +387,34 @@ export class Session {
       this.pinned = cls.pin;
       this.host.count('pinned');
     }
-    if (cls.write || cls.tx === 'begin' || cls.tx === 'begin_read_write') this.unit!.wrote = true;
+    const unit = this.unit!;
+    if (cls.write || cls.tx === 'begin' || cls.tx === 'begin_read_write') unit.dirty = true;
+    if (cls.tx === 'begin' || cls.tx === 'begin_read_only' || cls.tx === 'begin_read_write') unit.batchTx = unit.batchTx === null ? 'begin' : 'unknown';
+    else if (cls.tx === 'end') unit.batchTx = unit.batchTx === null || unit.batchTx === 'begin' ? 'end' : 'unknown';
+    else if (cls.reason === 'transaction control among several statements') unit.batchTx = 'unknown';
+    if (cls.copyIn) unit.batchTx = 'unknown'; // the server will read CopyData next: nothing may be sent behind it
+  }
+
+  /**
+   * Read-your-writes without a round trip of its own: right behind a Query or
+   * Sync that ends a transaction which wrote, the commit LSN is asked on the
+   * same connection. The server runs it after the commit, so the answer
+   * covers it. Only when the status after is known to be idle (no answer
+   * owed before this one, no transaction left open); otherwise `unitDone`
+   * asks once the unit is over.
+   */
+  private pipelineCommitLsn(conn: ServerConn): void {
+    const unit = this.unit!;
+    const t = conn.tracker;
+    const tx = unit.batchTx;
+    unit.batchTx = null;
+    if (!unit.dirty || unit.route.target !== 'primary' || this.pinned || !this.host.wantsCommitLsn) return;
+    if (t.readiesOwed !== 1 || tx === 'unknown') return;
+    const after = tx === 'end' ? 'I' : tx === 'begin' ? 'T' : t.status;
+    if (after !== 'I') return;
+    unit.dirty = false;
+    t.push({ kind: 'internal', done: (lsn) => lsn && this.noteCommit(lsn) });
+    conn.write(LSN_QUERY);
   }
 
   private fromServer(frames: Frame[]): void {
@@ -379,11 +422,7 @@ export class Session {
     if (!conn) return;
     const fed = conn.tracker.feed(frames);
     if (fed.bytes > 0 && this.unit) this.unit.replay = null;
-    if (fed.out.length > 0) {
-      this.socket.cork();
-      for (const b of fed.out) this.send(b);
-      this.socket.uncork();
-    }
+    for (const b of fed.out) this.send(b);
     if (fed.idle !== null && this.server === conn && conn.tracker.owed === 0) this.unitDone(conn, fed.idle);
   }
 
@@ -391,7 +430,7 @@ export class Session {
   private unitDone(conn: ServerConn, status: 'I' | 'T' | 'E'): void {
     if (status !== 'I' || this.pinned || this.busy || this.waiting.length > 0) return;
     const unit = this.unit!;
-    if (unit.route.target === 'primary' && unit.wrote && this.host.wantsCommitLsn) {
+    if (unit.route.target === 'primary' && unit.dirty && this.host.wantsCommitLsn) {
       this.busy = true;
       conn.tracker.push({
         kind: 'internal',

@@ -206,11 +206,20 @@ test('classify: a text the parser rejects is a write (its error comes from the p
   check('SELEC 1', { write: true, reason: 'the parser rejects it', pin: null, tx: null, route: null });
   check("SELECT 'unterminated", { write: true, reason: 'the parser rejects it' });
   check('SELECT 1 +', { write: true, reason: 'the parser rejects it' });
-  assert.deepEqual(unparsable('garbage'), { write: true, reason: 'the parser rejects it', pin: null, tx: null, functions: [], route: null, hint: null });
+  assert.deepEqual(unparsable('garbage'), { write: true, reason: 'the parser rejects it', pin: null, tx: null, functions: [], route: null, hint: null, copyIn: false });
   check('', { write: false, reason: 'empty', tx: null });
   check('   ', { write: false, reason: 'empty' });
   check(';', { write: false, reason: 'empty' });
   check('-- only a comment', { write: false, reason: 'empty' });
+});
+
+test('classify: COPY FROM STDIN is marked (nothing may be sent behind it), COPY TO is not', () => {
+  check('COPY t FROM STDIN', { copyIn: true, write: true });
+  check("COPY t (a, b) FROM STDIN WITH (FORMAT csv)", { copyIn: true });
+  check('SELECT 1; COPY t FROM STDIN', { copyIn: true });
+  check('COPY t TO STDOUT', { copyIn: undefined });
+  check('SELECT 1; SELECT 2', { copyIn: false });
+  check('COPY t FROM STDIN WITH garbage', { copyIn: true, reason: 'the parser rejects it' });
 });
 
 test('classify: a parser that throws anything (not only a syntax error) sends the text to the primary', () => {

@@ -288,3 +288,19 @@ test('tracker: a long pipelined session keeps its queue bounded', () => {
   assert.ok(t.owed > 0);
   assert.ok((t as unknown as { queue: unknown[] }).queue.length < 30_000);
 });
+
+test('tracker: readiesOwed counts the ReadyForQuery still owed, the router\'s own included', () => {
+  const t = new ResponseTracker();
+  t.push({ kind: 'step', step: 'parse', swallow: false });
+  t.push({ kind: 'sync' });
+  t.push({ kind: 'internal', done: () => undefined });
+  t.push({ kind: 'query' });
+  assert.equal(t.readiesOwed, 3);
+  t.feed(frames(S.error('x'), S.ready('I')));
+  assert.equal(t.readiesOwed, 2, 'an error skips steps, never a Sync');
+  t.feed(frames(S.complete('SELECT 1'), S.ready('T')));
+  assert.equal(t.readiesOwed, 1);
+  assert.equal(t.status, 'T', "the router's own query's status counts");
+  t.abandon();
+  assert.equal(t.readiesOwed, 0);
+});
