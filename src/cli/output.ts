@@ -21,7 +21,7 @@ export function formatStatus(st: ClusterStatus): string {
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   const primary = st.nodes.find((n) => n.name === st.primary);
   return [
-    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, daemon ${st.daemon.running ? `running (pid ${st.daemon.pid}${restartsNote(st.daemon.restarts)})` : 'not running'}, supervisor ${st.daemon.supervisor.running ? `running (pid ${st.daemon.supervisor.pid}${st.daemon.supervisor.spare ? `, spare pid ${st.daemon.supervisor.spare}` : ''})` : 'not running'}`,
+    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, daemon ${st.daemon.running ? `running (pid ${st.daemon.pid}${restartsNote(st.daemon.restarts)})` : 'not running'}, ${st.daemon.managed_by === 'systemd' ? `kept by systemd (${st.daemon.service})` : `supervisor ${st.daemon.supervisor.running ? `running (pid ${st.daemon.supervisor.pid}${st.daemon.supervisor.spare ? `, spare pid ${st.daemon.supervisor.spare}` : ''})` : 'not running'}`}`,
     '',
     line(header),
     ...rows.map(line),

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { lockManager, openCluster, requireSecrets } from '../cluster/context.js';
 import { reloadCluster } from '../cluster/reload.js';
@@ -14,6 +14,7 @@ import { initConfig } from '../config/init.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { configSchema } from '../config/schema.js';
 import { runDaemon } from '../daemon/main.js';
+import { assertSystemd, installService, readService, systemctl, uninstallService } from '../daemon/service.js';
 import { ensureSupervised } from '../daemon/supervise.js';
 import { awaitEndpoints, checkEndpointPorts } from '../router/processes.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
@@ -56,17 +57,26 @@ program
   .command('up')
   .option('-c, --config <file>', 'cluster configuration')
   .option(WAIT_FLAGS, WAIT_HELP)
+  .addOption(new Option('--service', 'the PostgreSQL servers only: systemd runs the rest (pgmaestro service install)').hideHelp())
   .description('provision what is missing, start all, wait until healthy')
-  .action(async (o: { config?: string; wait?: string | boolean }) => {
+  .action(async (o: { config?: string; wait?: string | boolean; service?: boolean }) => {
     const cfg = loadConfig(resolveConfigPath(o.config));
     await withLocks(lockManager(cfg), ['cluster'], 'pgmaestro up', parseWait(o.wait), async () => {
       if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
       const ctx = await openCluster(cfg);
-      await checkEndpointPorts(ctx);
+      const service = readService(ctx);
+      if (service && !o.service) assertSystemd(service);
+      if (!service) await checkEndpointPorts(ctx);
       await up(ctx, say);
-      const d = await ensureSupervised(ctx);
-      say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
-      // The supervisor starts the endpoints (and, told by ensureSupervised, one enabled since it started): wait for them.
+      if (o.service) return;
+      if (service) {
+        // systemd keeps the daemon and the endpoints (pgmaestro service install)
+        say(systemctl(service, 'start'));
+      } else {
+        const d = await ensureSupervised(ctx);
+        say(`daemon: ${d.started ? 'started' : 'running'} (pid ${d.daemon}, supervisor pid ${d.supervisor}, log ${ctx.paths.daemonLog})`);
+      }
+      // The supervisor (or systemd) starts the endpoints: wait for them.
       for (const line of await awaitEndpoints(ctx, 20_000)) say(line);
       say('');
       say(formatStatus(await clusterStatus(ctx)));
@@ -88,10 +98,27 @@ program
   .command('down')
   .option('-c, --config <file>', 'cluster configuration')
   .option(WAIT_FLAGS, WAIT_HELP)
+  .addOption(new Option('--service', 'as systemd stops the cluster: do not call systemctl').hideHelp())
   .description('stop everything, keep data')
-  .action(async (o: { config?: string; wait?: string | boolean }) => {
+  .action(async (o: { config?: string; wait?: string | boolean; service?: boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    const service = o.service ? null : readService(ctx);
+    // systemd first, or it would restart what down stops
+    if (service) say(systemctl(service, 'stop'));
     await withLocks(ctx.locks, ['cluster'], 'pgmaestro down', parseWait(o.wait), () => down(ctx, say));
+  });
+
+program
+  .command('service')
+  .argument('<action>', 'install or uninstall')
+  .option('-c, --config <file>', 'cluster configuration')
+  .option('--dir <dir>', 'where the unit files go', '/etc/systemd/system')
+  .description('systemd units for this host: the daemon and each endpoint kept running by systemd, which holds the endpoints\' sockets')
+  .action(async (action: string, o: { config?: string; dir: string }) => {
+    const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    if (action === 'install') for (const line of installService(ctx, path.resolve(o.dir))) say(line);
+    else if (action === 'uninstall') for (const line of uninstallService(ctx)) say(line);
+    else throw new PgmError('usage', `pgmaestro service takes install or uninstall, not '${action}'.`, { hint: 'for example: pgmaestro service install -c pgmaestro.yaml' });
   });
 
 program

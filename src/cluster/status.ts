@@ -7,6 +7,7 @@ import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from '.
 import { readSecrets } from './secrets.js';
 import { daemonPid, daemonRole, livePid, restarts, since, spareRole, supervisorRole } from '../daemon/spawn.js';
 import { endpointStats, type EndpointStats } from '../router/stats.js';
+import { readService } from '../daemon/service.js';
 import type { EndpointKind } from '../config/types.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
@@ -57,6 +58,9 @@ export interface ClusterStatus {
     readonly log: string;
     readonly since: string | null;
     readonly restarts: number;
+    /** Who keeps the daemon and the endpoints running: pgmaestro's supervisor, or systemd (`service`: its target). */
+    readonly managed_by: 'supervisor' | 'systemd';
+    readonly service: string | null;
     /** `spare`: the pid of the idle process the supervisor keeps to take over a dead role at once (null while it starts one). */
     readonly supervisor: { readonly running: boolean; readonly pid: number | null; readonly since: string | null; readonly spare: number | null };
   };
@@ -110,6 +114,7 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
   const dpid = daemonPid(ctx);
   const spid = livePid(ctx, supervisorRole(ctx));
+  const service = readService(ctx);
   const eps = await endpointStats(ctx);
   const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
   let archive: ArchiveStatus | null = null;
@@ -135,6 +140,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
       log: ctx.paths.daemonLog,
       since: dpid === null ? null : since(daemonRole(ctx)),
       restarts: restarts(daemonRole(ctx)),
+      managed_by: service ? 'systemd' : 'supervisor',
+      service: service?.target ?? null,
       supervisor: { running: spid !== null, pid: spid, since: spid === null ? null : since(supervisorRole(ctx)), spare: spid === null ? null : livePid(ctx, spareRole(ctx)) },
     },
     endpoints: endpointsStatus(ctx, eps),

@@ -12,6 +12,7 @@ import { moveVip } from '../ha/vip-hooks.js';
 import { primaryFromState } from '../router/balance.js';
 import { refreshEndpoints, watchEndpoints } from '../router/processes.js';
 import { serveApi } from './api.js';
+import { SERVICE_ENV } from './service.js';
 import { recordEvent } from './events.js';
 import { daemonPid, daemonRole, removePidFile, writePidFile } from './spawn.js';
 
@@ -41,7 +42,8 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   writePidFile(daemonRole(ctx));
 
   // 1. the endpoint processes follow the state by themselves; the supervisor keeps them running, and this daemon does while none runs
-  const endpointWatch = watchEndpoints(ctx, event);
+  // (under systemd, pgmaestro service install: systemd does)
+  const endpointWatch = process.env[SERVICE_ENV] === 'systemd' ? { stop: () => undefined } : watchEndpoints(ctx, event);
   const hooks: PrimaryHooks = {
     // The failover code writes the state first, then calls this: every endpoint
     // applies it (dropping connections to a fenced primary) before it returns.

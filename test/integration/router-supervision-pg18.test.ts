@@ -226,3 +226,30 @@ test('down stops every process it started; nothing is left running', async () =>
   });
   assert.deepEqual(mine, [], 'no process names this cluster');
 });
+
+test('service install: refused while the supervisor keeps the cluster; after down, systemd units; up then says systemd does not run here; uninstall', async () => {
+  const units = fs.mkdtempSync(path.join(c.dir, 'units-'));
+  const up = await c.run('up');
+  assert.equal(up.code, 0, up.stderr);
+  const refused = await c.run('service', 'install', '--dir', units);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /runs under pgmaestro's own supervisor \(pid \d+\).*HINT: stop it first with pgmaestro down/);
+  assert.equal((await c.run('down')).code, 0);
+  const installed = await c.run('service', 'install', '--dir', units);
+  assert.equal(installed.code, 0, installed.stderr);
+  assert.deepEqual(fs.readdirSync(units).sort(), ['pgmaestro-tr-sup-auto.service', 'pgmaestro-tr-sup-auto.socket', 'pgmaestro-tr-sup-daemon.service', 'pgmaestro-tr-sup-nodes.service', 'pgmaestro-tr-sup-ro.service', 'pgmaestro-tr-sup-ro.socket', 'pgmaestro-tr-sup-rw.service', 'pgmaestro-tr-sup-rw.socket', 'pgmaestro-tr-sup.target'].map((n) => n.replace('tr-sup', clusterName())));
+  if (!fs.existsSync('/run/systemd/system')) {
+    const noSystemd = await c.run('up');
+    assert.equal(noSystemd.code, 1);
+    assert.match(noSystemd.stderr, /installed as the systemd service pgmaestro-\S+\.target, but systemd does not run on this host\. HINT: run pgmaestro service uninstall/);
+    assert.ok((await c.status()).nodes.every((n) => n.pid === null), 'it said so before starting anything');
+    assert.equal((await c.run('down', '--service')).code, 0, 'down --service (as the nodes unit runs it) works without systemctl');
+  }
+  const removed = await c.run('service', 'uninstall');
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.deepEqual(fs.readdirSync(units), []);
+});
+
+function clusterName(): string {
+  return /^cluster: (\S+)/m.exec(fs.readFileSync(c.file, 'utf8'))![1];
+}
