@@ -38,7 +38,15 @@ export function makeAutoService(deps: ServiceDeps): EndpointService {
 }
 
 const CACHE_MAX = 20_000;
+/** Longer texts (a bulk INSERT with its data) are classified each time rather than kept. */
+const CACHED_TEXT_MAX = 8192;
 const RETRY_MS = 250;
+
+/** Adds to a bounded cache, forgetting the oldest entry when full. */
+function remember<V>(cache: Map<string, V>, key: string, value: V): void {
+  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
+  cache.set(key, value);
+}
 
 /** A failure to reach a server that a moment may cure: no answer, a refusal, a server starting up or shutting down (57P03). */
 function transient(err: unknown): boolean {
@@ -55,6 +63,7 @@ class AutoService implements EndpointService, SessionHost {
   private readonly sessions = new Map<number, Session>();
   private readonly pending = new Set<net.Socket>();
   private readonly cache = new Map<string, Classification>();
+  private readonly byText = new Map<string, Classification>();
   /** Client SCRAM keys by user and verifier: what authenticates pooled connections as that user. Memory only. */
   private readonly keys = new Map<string, ScramKeys>();
   private followedNow: Followed = { primary: null, fenced: [], reason: 'not started' };
@@ -136,12 +145,16 @@ class AutoService implements EndpointService, SessionHost {
   // --- SessionHost ---------------------------------------------------------
 
   classify(sql: string): Classification {
-    const key = shapeOf(sql) ?? sql;
-    let c = this.cache.get(key);
+    // the exact text first (a statement sent again), then its shape (the same statement with other literals)
+    let c = this.byText.get(sql);
     if (c) return c;
-    c = classifyText(sql, (text) => pgq.parseSync(text));
-    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, c);
+    const key = shapeOf(sql) ?? sql;
+    c = this.cache.get(key);
+    if (!c) {
+      c = classifyText(sql, (text) => pgq.parseSync(text));
+      if (key.length <= CACHED_TEXT_MAX) remember(this.cache, key, c);
+    }
+    if (sql.length <= CACHED_TEXT_MAX) remember(this.byText, sql, c);
     return c;
   }
 

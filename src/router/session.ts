@@ -35,6 +35,8 @@ export interface SessionHost {
 
 interface ClientStatement {
   readonly sql: string;
+  /** Classified once, at its Parse: each Bind runs the same text. */
+  readonly cls: Classification;
   readonly paramTypes: Buffer;
   readonly serverName: string;
 }
@@ -209,8 +211,11 @@ export class Session {
       default:
         break;
     }
-    const sql = m.kind === 'parse' ? m.sql : m.kind === 'bind' ? (this.statements.get(m.statement)?.sql ?? null) : null;
-    this.begin(m, sql === null ? null : this.host.classify(sql));
+    if (m.kind === 'bind') {
+      this.begin(m, this.statements.get(m.statement)?.cls ?? null);
+      return;
+    }
+    this.begin(m, m.kind === 'parse' ? this.host.classify(m.sql) : null);
   }
 
   /** Routes the unit that `first` starts, then sends it (and whatever the client sent meanwhile). */
@@ -299,13 +304,14 @@ export class Session {
         break;
       }
       case 'parse': {
-        this.note(this.host.classify(m.sql));
+        const cls = this.host.classify(m.sql);
+        this.note(cls);
         if (m.name === '') {
           t.push({ kind: 'step', step: 'parse', swallow: false });
           conn.write(m.bytes);
           break;
         }
-        const st = { sql: m.sql, paramTypes: Buffer.from(m.paramTypes), serverName: serverName(m.sql, m.paramTypes) };
+        const st = { sql: m.sql, cls, paramTypes: Buffer.from(m.paramTypes), serverName: serverName(m.sql, m.paramTypes) };
         this.statements.set(m.name, st);
         if (conn.prepared.has(st.serverName)) {
           t.push({ kind: 'synth', bytes: out.parseComplete() });
@@ -319,7 +325,7 @@ export class Session {
       case 'bind': {
         const st = this.ensurePrepared(m.statement);
         // a Bind of a named statement runs it again: what it does counts now, as its Parse did (a write asks for the commit LSN)
-        if (st) this.note(this.host.classify(st.sql));
+        if (st) this.note(st.cls);
         t.push({ kind: 'step', step: 'bind', swallow: false });
         conn.write(st ? wire.bind(m.portal, st.serverName, m.rest) : m.bytes);
         break;
