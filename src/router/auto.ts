@@ -20,7 +20,7 @@ import { PoolTimeout, Pools } from './pool.js';
 import { Prober } from './probes.js';
 import { formatAddress } from './processes.js';
 import { routeUnit, type Route } from './route.js';
-import { ServerRefusal, cancelOn, type ServerConn } from './server.js';
+import { ServerRefusal, cancelOn, type ServerConn, type ServerConnOptions } from './server.js';
 import type { EndpointService, ServiceDeps } from './service.js';
 import { Session, type SessionHost } from './session.js';
 import { shapeOf } from './shape.js';
@@ -38,6 +38,7 @@ export function makeAutoService(deps: ServiceDeps): EndpointService {
 }
 
 const CACHE_MAX = 20_000;
+const NO_TEXT: Classification = { write: true, reason: 'no statement text', pin: null, tx: null, functions: [], route: null, hint: null };
 /** Longer texts (a bulk INSERT with its data) are classified each time rather than kept. */
 const CACHED_TEXT_MAX = 8192;
 const RETRY_MS = 250;
@@ -69,6 +70,9 @@ class AutoService implements EndpointService, SessionHost {
   private followedNow: Followed = { primary: null, fenced: [], reason: 'not started' };
   private views: NodeView[] = [];
   private eligibility = new Map<string, Eligibility>();
+  /** Kept with `eligibility` and `views`: the replicas that take reads, and each node's replay position. */
+  private readable: string[] = [];
+  private replayOf = new Map<string, bigint | null>();
   private primaryWaiters: (() => void)[] = [];
   private turn = 0;
   private accepted = 0;
@@ -90,7 +94,7 @@ class AutoService implements EndpointService, SessionHost {
       password: secrets.superuserPassword,
       onRound: (views) => {
         this.views = views;
-        this.eligibility = eligibleReplicas(views, this.followedNow.primary, this.followedNow.fenced, ctx.cfg.endpoints);
+        this.setEligibility(eligibleReplicas(views, this.followedNow.primary, this.followedNow.fenced, ctx.cfg.endpoints));
         // Idle pooled connections to a node that takes no reads now go (a server shutting down waits for them).
         for (const [name, e] of this.eligibility) if (!e.eligible && name !== this.followedNow.primary) this.pools.closeIdle(name);
       },
@@ -159,25 +163,53 @@ class AutoService implements EndpointService, SessionHost {
   }
 
   async route(s: Session, cls: Classification | null, exclude: string | null, inDeferredBegin: boolean): Promise<Route> {
-    const c: Classification = cls ?? { write: true, reason: 'no statement text', pin: null, tx: null, functions: [], route: null, hint: null };
-    const replicas = [...this.eligibility].filter(([n, e]) => e.eligible && n !== exclude).map(([n]) => n);
+    const c = cls ?? NO_TEXT;
     let volatile = false;
-    if (!c.write && c.functions.length > 0 && !c.hint && s.setting === 'auto') {
-      volatile = await this.catalog.anyVolatile(s.database, c.functions).catch(() => true);
+    if (this.needsVolatility(s, c)) volatile = await this.catalog.anyVolatile(s.database, c.functions).catch(() => true);
+    return this.routeWith(s, c, exclude, inDeferredBegin, volatile);
+  }
+
+  /** route() without waiting: null when the catalog must be asked first. */
+  routeNow(s: Session, cls: Classification | null, exclude: string | null, inDeferredBegin: boolean): Route | null {
+    const c = cls ?? NO_TEXT;
+    let volatile = false;
+    if (this.needsVolatility(s, c)) {
+      const v = this.catalog.volatileCached(s.database, c.functions);
+      if (v === null) return null;
+      volatile = v;
     }
-    const byName = new Map(this.views.map((v) => [v.name, v]));
-    const load = this.pools.byNode();
+    return this.routeWith(s, c, exclude, inDeferredBegin, volatile);
+  }
+
+  private needsVolatility(s: Session, c: Classification): boolean {
+    return !c.write && c.functions.length > 0 && !c.hint && s.setting === 'auto';
+  }
+
+  private routeWith(s: Session, c: Classification, exclude: string | null, inDeferredBegin: boolean, volatile: boolean): Route {
     return routeUnit({
       cls: c,
       volatile,
       setting: s.setting,
       inDeferredBegin,
-      replicas,
-      replayLsn: (n) => byName.get(n)?.replayLsn ?? null,
+      replicas: exclude === null ? this.readable : this.readable.filter((n) => n !== exclude),
+      replayLsn: (n) => this.replayOf.get(n) ?? null,
       lastCommit: s.lastCommit,
-      connections: (n) => load[n] ?? 0,
+      connections: (n) => this.pools.countFor(n),
       turn: this.turn++,
     });
+  }
+
+  /** acquire() without waiting: an idle pooled connection on the route's node, or null. */
+  acquireNow(s: Session, route: Route): ServerConn | null {
+    const name = route.target === 'replica' ? route.node : this.followedNow.primary;
+    const keys = this.keys.get(s.user);
+    if (name === null || !keys) return null;
+    return this.pools.takeIdle(this.serverOptions(s, name, keys));
+  }
+
+  private serverOptions(s: Session, name: string, keys: ScramKeys): ServerConnOptions {
+    const node = findNode(this.deps.ctx.cfg, name);
+    return { node: node.name, host: node.service, port: node.port, user: s.user, database: s.database, params: s.params, keys, connectTimeoutMs: 5000 };
   }
 
   /**
@@ -190,10 +222,7 @@ class AutoService implements EndpointService, SessionHost {
   async acquire(s: Session, route: Route, holdMs = this.deps.ctx.cfg.endpoints.holdMs): Promise<ServerConn> {
     const keys = this.keys.get(s.user);
     if (!keys) throw new Error('the session has no credentials');
-    const open = (name: string, waitMs: number) => {
-      const node = findNode(this.deps.ctx.cfg, name);
-      return this.pools.acquire({ node: node.name, host: node.service, port: node.port, user: s.user, database: s.database, params: s.params, keys, connectTimeoutMs: 5000 }, waitMs);
-    };
+    const open = (name: string, waitMs: number) => this.pools.acquire(this.serverOptions(s, name, keys), waitMs);
     if (route.target === 'replica') return open(route.node, Math.max(1, holdMs));
     const deadline = Date.now() + holdMs;
     for (;;) {
@@ -242,7 +271,7 @@ class AutoService implements EndpointService, SessionHost {
   private follow(f: Followed): void {
     const before = this.followedNow.primary;
     this.followedNow = f;
-    this.eligibility = eligibleReplicas(this.views, f.primary, f.fenced, this.deps.ctx.cfg.endpoints);
+    this.setEligibility(eligibleReplicas(this.views, f.primary, f.fenced, this.deps.ctx.cfg.endpoints));
     if (before !== f.primary) {
       // Fence first: nothing may go on talking to the old primary.
       let dropped = 0;
@@ -263,6 +292,12 @@ class AutoService implements EndpointService, SessionHost {
       this.pools.closeIdle(name);
       for (const s of [...this.sessions.values()]) if (s.server?.node === name) s.server.destroy();
     }
+  }
+
+  private setEligibility(e: Map<string, Eligibility>): void {
+    this.eligibility = e;
+    this.readable = [...e].filter(([, x]) => x.eligible).map(([n]) => n);
+    this.replayOf = new Map(this.views.map((v) => [v.name, v.replayLsn]));
   }
 
   private catalogNodes(): NodeConfig[] {

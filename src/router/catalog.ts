@@ -46,6 +46,18 @@ export class Catalog {
     return auth;
   }
 
+  /** anyVolatile's answer from the cache alone; null when a name is not cached (or stale). */
+  volatileCached(database: string, names: readonly string[]): boolean | null {
+    const now = Date.now();
+    let any = false;
+    for (const n of names) {
+      const hit = this.functions.get(`${database}\0${n}`);
+      if (!hit || now - hit.at > FUNCTION_TTL_MS) return null;
+      if (hit.volatility !== 'i' && hit.volatility !== 's') any = true;
+    }
+    return any;
+  }
+
   /** Whether any of `names` is volatile (or unknown) in `database`: then a read calling it goes to the primary. */
   async anyVolatile(database: string, names: readonly string[]): Promise<boolean> {
     if (names.length === 0) return false;

@@ -12,6 +12,7 @@ export class PoolTimeout extends Error {}
  */
 export class Pools {
   private readonly pools = new Map<string, Pool>();
+  private readonly keys = new WeakMap<ReadonlyMap<string, string>, Map<string, string>>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -22,8 +23,20 @@ export class Pools {
     this.sweeper.unref();
   }
 
+  /** An idle connection of the pool at once, or null (the caller then awaits `acquire`). */
+  takeIdle(opts: ServerConnOptions): ServerConn | null {
+    const p = this.pools.get(this.keyOf(opts));
+    if (!p) return null;
+    for (let c = p.idle.pop(); c; c = p.idle.pop()) {
+      if (c.closed) continue;
+      p.busy++;
+      return c;
+    }
+    return null;
+  }
+
   async acquire(opts: ServerConnOptions, waitMs: number): Promise<ServerConn> {
-    const key = poolKey(opts);
+    const key = this.keyOf(opts);
     let p = this.pools.get(key);
     if (!p) {
       p = { idle: [], busy: 0, waiters: [], node: opts.node };
@@ -104,6 +117,23 @@ export class Pools {
     return n;
   }
 
+  /** Open connections to `node` (busy and idle): what least connections counts. */
+  countFor(node: string): number {
+    let n = 0;
+    for (const p of this.pools.values()) if (p.node === node) n += p.busy + p.idle.length;
+    return n;
+  }
+
+  /** The pool key of `opts`, computed once per session's parameters and node. */
+  private keyOf(o: ServerConnOptions): string {
+    let byNode = this.keys.get(o.params);
+    if (!byNode) this.keys.set(o.params, (byNode = new Map()));
+    const k = `${o.node}\0${o.user}\0${o.database}`;
+    let key = byNode.get(k);
+    if (key === undefined) byNode.set(k, (key = poolKey(o)));
+    return key;
+  }
+
   /** Open connections by node (busy and idle). */
   byNode(): Record<string, number> {
     const out: Record<string, number> = {};
@@ -123,7 +153,7 @@ export class Pools {
     p.busy++;
     ServerConn.connect(w.opts).then(
       (c) => {
-        (c as { poolKey?: string }).poolKey = poolKey(w.opts);
+        (c as { poolKey?: string }).poolKey = this.keyOf(w.opts);
         w.take(c);
       },
       (err: Error) => {

@@ -1,11 +1,10 @@
-import { inheritedListenFd } from '../daemon/listen.js';
-import { findNode, requireSecrets } from '../cluster/context.js';
-import { chooseRo, eligibleReplicas, type Eligibility, type NodeView } from './balance.js';
+import { requireSecrets } from '../cluster/context.js';
+import { eligibleReplicas, type Eligibility, type NodeView } from './balance.js';
 import { StateFollower, type Followed } from './follow.js';
 import { Prober } from './probes.js';
 import { formatAddress } from './processes.js';
 import { nodeTarget, type EndpointService, type ServiceDeps } from './service.js';
-import { Endpoint, type EndpointTarget } from './tcp.js';
+import { Forwarders } from './forwarders.js';
 
 /**
  * The ro endpoint: TCP, each new connection to the eligible replica with the
@@ -16,7 +15,7 @@ import { Endpoint, type EndpointTarget } from './tcp.js';
  * With no eligible replica: the primary, or a refusal (`ro_fallback`).
  */
 export class RoService implements EndpointService {
-  private readonly endpoint: Endpoint;
+  private readonly endpoint: Forwarders;
   private readonly follower: StateFollower;
   private readonly prober: Prober;
   private followedNow: Followed = { primary: null, fenced: [], reason: 'not started' };
@@ -24,12 +23,10 @@ export class RoService implements EndpointService {
   private eligibility = new Map<string, Eligibility>();
   /** When each currently ineligible node stopped being eligible. */
   private readonly ineligibleSince = new Map<string, number>();
-  private turn = 0;
-  private readonly routes = { replica: 0, primary: 0, refused: 0 };
 
   constructor(private readonly deps: ServiceDeps) {
     const { ctx, address } = deps;
-    this.endpoint = new Endpoint({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, fd: inheritedListenFd(), pick: () => this.pick() });
+    this.endpoint = new Forwarders({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, mode: 'pick' });
     this.follower = new StateFollower(ctx, (f) => {
       this.followedNow = f;
       this.reassess();
@@ -66,7 +63,7 @@ export class RoService implements EndpointService {
       primary: this.followedNow.primary,
       connections: { current: s.active + s.connecting + s.held, total: s.accepted },
       bytes: { from_clients: s.bytesFromClients, to_clients: s.bytesToClients },
-      routes: { ...this.routes, held: s.held, refused: this.routes.refused + s.holdExpired },
+      routes: { ...s.routes, held: s.held, refused: s.routes.refused + s.holdExpired },
       nodes: s.perTarget,
       replicas,
     };
@@ -80,14 +77,6 @@ export class RoService implements EndpointService {
 
   private eligibleNames(): string[] {
     return [...this.eligibility].filter(([, e]) => e.eligible).map(([n]) => n);
-  }
-
-  private pick(): EndpointTarget | null | 'refuse' {
-    const { cfg } = this.deps.ctx;
-    const c = chooseRo(this.eligibleNames(), this.followedNow.primary, cfg.endpoints.roFallback, (n) => this.endpoint.connectionsTo(n), this.turn++);
-    if (c.kind !== 'hold') this.routes[c.kind === 'refuse' ? 'refused' : c.kind]++;
-    if (c.kind === 'replica' || c.kind === 'primary') return nodeTarget(findNode(cfg, c.node));
-    return c.kind === 'refuse' ? 'refuse' : null;
   }
 
   /** After a probe round or a state change: who may take reads, what to drain, whom to release. */
@@ -112,11 +101,15 @@ export class RoService implements EndpointService {
       if (name === primary && cfg.endpoints.roFallback === 'primary') continue;
       const drainDue = e.fenced || now - this.ineligibleSince.get(name)! >= cfg.endpoints.roDrainMs;
       if (drainDue && this.endpoint.connectionsTo(name) > 0) {
-        const dropped = this.endpoint.dropTarget(name);
-        if (dropped > 0) this.deps.event(`ro: closed ${dropped} connection${dropped === 1 ? '' : 's'} to ${name}: ${e.reason}${e.fenced ? '' : ` for ${((now - this.ineligibleSince.get(name)!) / 1000).toFixed(1)} s`}`);
+        const since = ((now - this.ineligibleSince.get(name)!) / 1000).toFixed(1);
+        void this.endpoint.dropTarget(name).then((dropped) => {
+          if (dropped > 0) this.deps.event(`ro: closed ${dropped} connection${dropped === 1 ? '' : 's'} to ${name}: ${e.reason}${e.fenced ? '' : ` for ${since} s`}`);
+        });
       }
     }
     this.eligibility = next;
-    this.endpoint.release();
+    // every thread chooses from the new list (held connections are offered again)
+    const targets = Object.fromEntries(cfg.nodes.map((n) => [n.name, nodeTarget(n)]));
+    void this.endpoint.setPick({ eligible: this.eligibleNames(), primary, fallback: cfg.endpoints.roFallback, targets });
   }
 }

@@ -1,9 +1,8 @@
-import { inheritedListenFd } from '../daemon/listen.js';
 import { findNode } from '../cluster/context.js';
 import { StateFollower } from './follow.js';
 import { formatAddress } from './processes.js';
 import { nodeTarget, type EndpointService, type ServiceDeps } from './service.js';
-import { Endpoint } from './tcp.js';
+import { Forwarders } from './forwarders.js';
 
 /**
  * The rw endpoint: TCP to the primary the cluster state names. While there is
@@ -11,16 +10,18 @@ import { Endpoint } from './tcp.js';
  * when it changes, every connection to the previous one is dropped first.
  */
 export class RwService implements EndpointService {
-  private readonly endpoint: Endpoint;
+  private readonly endpoint: Forwarders;
   private readonly follower: StateFollower;
+  private target: string | null = null;
 
   constructor(private readonly deps: ServiceDeps) {
     const { ctx, address } = deps;
-    this.endpoint = new Endpoint({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, fd: inheritedListenFd() });
-    this.follower = new StateFollower(ctx, (f) => {
+    this.endpoint = new Forwarders({ host: address.host, port: address.port, holdMs: ctx.cfg.endpoints.holdMs, log: deps.log, mode: 'target' });
+    this.follower = new StateFollower(ctx, async (f) => {
       const target = f.primary ? nodeTarget(findNode(ctx.cfg, f.primary)) : null;
-      if ((target?.name ?? null) === (this.endpoint.target?.name ?? null)) return; // only the fenced list changed
-      deps.event(`rw: ${this.endpoint.setTarget(target, f.reason)}`);
+      if ((target?.name ?? null) === this.target) return; // only the fenced list changed
+      this.target = target?.name ?? null;
+      deps.event(`rw: ${await this.endpoint.setTarget(target, f.reason)}`);
     });
   }
 
@@ -38,7 +39,7 @@ export class RwService implements EndpointService {
     const s = this.endpoint.stats;
     return {
       address: formatAddress(this.deps.address),
-      primary: s.target?.name ?? null,
+      primary: this.target,
       connections: { current: s.active + s.connecting + s.held, total: s.accepted },
       bytes: { from_clients: s.bytesFromClients, to_clients: s.bytesToClients },
       routes: { primary: s.forwarded, held: s.held, refused: s.holdExpired },

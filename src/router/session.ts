@@ -24,8 +24,12 @@ export interface SessionHost {
    * inside a plain BEGIN the router answered itself.
    */
   route(s: Session, cls: Classification | null, exclude: string | null, inDeferredBegin: boolean): Promise<Route>;
+  /** route() at once, or null when it must wait (a catalog lookup). */
+  routeNow(s: Session, cls: Classification | null, exclude: string | null, inDeferredBegin: boolean): Route | null;
   /** A server connection on the route's node for this session's user, database and parameters; throws a sendable error. */
   acquire(s: Session, route: Route): Promise<ServerConn>;
+  /** An idle pooled connection for the route at once, or null. */
+  acquireNow(s: Session, route: Route): ServerConn | null;
   release(conn: ServerConn, reusable: boolean): void;
   /** Whether asking the primary for the commit LSN after a write is worth it (some replica may take reads). */
   readonly wantsCommitLsn: boolean;
@@ -220,13 +224,20 @@ export class Session {
 
   /** Routes the unit that `first` starts, then sends it (and whatever the client sent meanwhile). */
   private begin(first: FrontendMessage, cls: Classification | null, exclude: string | null = null, replay: FrontendMessage[] | null = null): void {
-    this.busy = true;
     const inDeferred = this.deferredBegin !== null;
+    // the common case at once: the route needs no catalog lookup and its pool has an idle connection
+    const now = this.host.routeNow(this, cls, exclude, inDeferred);
+    const idle = now && this.host.acquireNow(this, now);
+    if (now && idle) {
+      this.start(first, now, idle, inDeferred, exclude, replay);
+      return;
+    }
+    this.busy = true;
     void (async () => {
       let route: Route;
       let conn: ServerConn;
       try {
-        route = await this.host.route(this, cls, exclude, inDeferred);
+        route = now ?? (await this.host.route(this, cls, exclude, inDeferred));
         conn = await this.host.acquire(this, route);
       } catch (err) {
         this.refuse(first, err instanceof Error ? err.message : String(err));
@@ -236,19 +247,26 @@ export class Session {
         this.host.release(conn, true);
         return;
       }
-      this.host.count(exclude ? 'retried' : route.target);
-      this.attach(conn, route, replay !== null, this.deferredBegin);
-      if (this.deferredBegin) {
-        // The client already saw BEGIN's answer: send it now, answers swallowed.
-        conn.tracker.push({ kind: 'internal', done: () => undefined });
-        conn.write(this.deferredBegin);
-        this.deferredBegin = null;
-      }
-      if (inDeferred && this.unit) this.unit.dirty = route.target === 'primary';
-      for (const m of replay ?? [first]) this.forward(m);
       this.busy = false;
-      this.drain();
+      this.start(first, route, conn, inDeferred, exclude, replay);
     })();
+  }
+
+  /** Sends the unit that `first` starts (and whatever the client sent meanwhile) on `conn`. */
+  private start(first: FrontendMessage, route: Route, conn: ServerConn, inDeferred: boolean, exclude: string | null, replay: FrontendMessage[] | null): void {
+    this.busy = true;
+    this.host.count(exclude ? 'retried' : route.target);
+    this.attach(conn, route, replay !== null, this.deferredBegin);
+    if (this.deferredBegin) {
+      // The client already saw BEGIN's answer: send it now, answers swallowed.
+      conn.tracker.push({ kind: 'internal', done: () => undefined });
+      conn.write(this.deferredBegin);
+      this.deferredBegin = null;
+    }
+    if (inDeferred && this.unit) this.unit.dirty = route.target === 'primary';
+    for (const m of replay ?? [first]) this.forward(m);
+    this.busy = false;
+    this.drain();
   }
 
   private attach(conn: ServerConn, route: Route, retried: boolean, begin: Buffer | null): void {

@@ -174,14 +174,15 @@ export class Endpoint {
    * the previous target first. Returns, and logs, one sentence saying what changed.
    */
   setTarget(next: EndpointTarget | null, reason: string): string {
+    const sentence = describeChange(this.address, this.holdMs, reason, this.retarget(next));
+    this.log(sentence);
+    return sentence;
+  }
+
+  /** setTarget's work without the sentence: what changed, for a caller that sums several endpoints (forwarders.ts). */
+  retarget(next: EndpointTarget | null): TargetChange {
     const prev = this.current;
-    if (sameTarget(prev, next)) {
-      const sentence = next
-        ? `endpoint ${this.address} already forwards to ${describe(next)}: ${reason}`
-        : `endpoint ${this.address} already holds new connections with no target: ${reason}`;
-      this.log(sentence);
-      return sentence;
-    }
+    if (sameTarget(prev, next)) return { prev, next, same: true, dropped: 0, moved: 0, released: 0, expired: 0 };
     this.current = next;
     this.unreachableLogged = false;
 
@@ -206,20 +207,9 @@ export class Endpoint {
       }
     }
     this.totals.dropped += dropped;
-
-    const parts = [
-      next
-        ? `endpoint ${this.address} now forwards to ${describe(next)}: ${reason}`
-        : `endpoint ${this.address} holds new connections (up to ${seconds(this.holdMs)}) with no target: ${reason}`,
-    ];
-    if (prev) parts.push(`dropped ${plural(dropped, 'connection')} to ${prev.name}`);
-    if (prev && moved > 0) parts.push(`${next ? 'redirected' : 'holding'} ${plural(moved, 'connection')} still opening to ${prev.name}`);
-    if (released > 0) parts.push(`released ${plural(released, 'held connection')}`);
-    if (this.expiredSinceChange > 0) parts.push(`closed ${plural(this.expiredSinceChange, 'connection')} held longer than ${seconds(this.holdMs)}`);
+    const expired = this.expiredSinceChange;
     this.expiredSinceChange = 0;
-    const sentence = parts.join('; ');
-    this.log(sentence);
-    return sentence;
+    return { prev, next, same: false, dropped, moved, released, expired };
   }
 
   /** Connections piped to or being opened to `name` (what least-connections balancing counts). */
@@ -405,6 +395,35 @@ export class Endpoint {
     link.upstream?.destroy();
     link.client.destroy();
   }
+}
+
+/** What a change of target did (summed over the threads of a multi-threaded endpoint). */
+export interface TargetChange {
+  readonly prev: EndpointTarget | null;
+  readonly next: EndpointTarget | null;
+  /** The target was already that one: nothing changed. */
+  readonly same: boolean;
+  readonly dropped: number;
+  readonly moved: number;
+  readonly released: number;
+  readonly expired: number;
+}
+
+/** One sentence saying what a change of target did. Pure. */
+export function describeChange(address: string, holdMs: number, reason: string, c: TargetChange): string {
+  const { prev, next } = c;
+  if (c.same) return next ? `endpoint ${address} already forwards to ${describe(next)}: ${reason}` : `endpoint ${address} already holds new connections with no target: ${reason}`;
+  const parts = [next ? `endpoint ${address} now forwards to ${describe(next)}: ${reason}` : `endpoint ${address} holds new connections (up to ${seconds(holdMs)}) with no target: ${reason}`];
+  if (prev) parts.push(`dropped ${plural(c.dropped, 'connection')} to ${prev.name}`);
+  if (prev && c.moved > 0) parts.push(`${next ? 'redirected' : 'holding'} ${plural(c.moved, 'connection')} still opening to ${prev.name}`);
+  if (c.released > 0) parts.push(`released ${plural(c.released, 'held connection')}`);
+  if (c.expired > 0) parts.push(`closed ${plural(c.expired, 'connection')} held longer than ${seconds(holdMs)}`);
+  return parts.join('; ');
+}
+
+/** Adds two changes of the same target on two threads. */
+export function sumChanges(a: TargetChange, b: TargetChange): TargetChange {
+  return { prev: a.prev ?? b.prev, next: a.next, same: a.same && b.same, dropped: a.dropped + b.dropped, moved: a.moved + b.moved, released: a.released + b.released, expired: a.expired + b.expired };
 }
 
 function sameTarget(a: EndpointTarget | null, b: EndpointTarget | null): boolean {
