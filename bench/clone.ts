@@ -21,7 +21,7 @@ const arg = (name: string, dflt: number) => {
 };
 const scale = arg('scale', 50);
 const runs = arg('runs', 3);
-const port = arg('port', 28300); // below the ephemeral range (32768+), with the daemon's endpoint at +1000
+const port = arg('port', 23750); // below the ephemeral range (32768+), with the daemon's endpoint at +1000
 
 const cli = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/main.ts'), ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-bench-clone-'));

@@ -5,6 +5,7 @@
  *  - acknowledged transactions lost (ids acknowledged to our writer, missing after).
  * The old primary is rejoined between runs. Prints median and worst; asserts nothing.
  *   npx tsx bench/failover.ts [--runs 10] [--timeout 3s]
+ * With --multi-host: host death on three hosts against Patroni (bench/failover-multihost.ts, root only).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -105,6 +106,12 @@ async function measure(mode: 'async' | 'quorum 1', port: number): Promise<{ time
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return { times, lost };
+}
+
+if (process.argv.includes('--multi-host')) {
+  const { benchMultiHost } = await import('./failover-multihost.js');
+  await benchMultiHost(runs);
+  process.exit(0);
 }
 
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);

@@ -1,7 +1,8 @@
 // Runs the whole suite with node's test runner: unit tests, then integration
 // tests against real PostgreSQL servers (embedded 18 and Debian's 15).
 // On a fresh machine it first installs, as root, what the integration tests
-// use: Debian's PostgreSQL 15 (server and client tools), arping and iproute2.
+// use: Debian's PostgreSQL 15 (server and client tools), arping, iproute2, chromium,
+// etcd (server and client, for the multi-host tests) and openssl (agent certificates).
 import { existsSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
@@ -10,6 +11,9 @@ if (!existsSync('/usr/lib/postgresql/15/bin/postgres') || !existsSync('/usr/lib/
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 if (!has('arping')) missing.push('arping');
 if (!has('ip')) missing.push('iproute2');
+if (!existsSync('/usr/bin/chromium')) missing.push('chromium'); // the console's end-to-end tests (headless, driven by playwright-core)
+if (!has('etcd') || !has('etcdctl')) missing.push('etcd-server', 'etcd-client');
+if (!has('openssl')) missing.push('openssl');
 if (missing.length > 0) {
   if (process.getuid?.() !== 0) {
     console.error(`pgmaestro tests: missing Debian packages ${missing.join(', ')}. HINT: sudo apt-get install ${missing.join(' ')}`);

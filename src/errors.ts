@@ -29,6 +29,13 @@ export type ErrorCode =
   | 'clone.failed'
   | 'cluster.unhealthy'
   | 'cluster.state'
+  | 'dcs.conflict'
+  | 'dcs.unavailable'
+  | 'dcs.config_mismatch'
+  | 'agent.unreachable'
+  | 'agent.refused'
+  | 'certs.invalid'
+  | 'lease.lost'
   | 'daemon.failed'
   | 'repository.write_failed'
   | 'repository.invalid'
@@ -72,6 +79,8 @@ export class PgmError extends Error {
 const BAD_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'usage',
   'node.unknown',
+  'certs.invalid',
+  'dcs.config_mismatch',
   'port.in_use',
   'data_dir.foreign',
   'data_dir.not_empty',

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { adminTarget, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import type { NodeConfig } from '../config/types.js';
 import { withClient } from '../postgres/sql.js';
-import { startNode, stopNode } from '../cluster/lifecycle.js';
 import { PgmError } from '../errors.js';
 import { postmasterRunning, readControlCheckpoint, readSystemIdentifier } from '../postgres/control.js';
 import { formatLsn, parseLsn } from '../postgres/lsn.js';
@@ -37,7 +36,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
   // 1. note how far a replica has replayed (its copy is consistent only from
   //    there: its shutdown restartpoint may be older), then stop it cleanly
   const replayed = wasRunning ? await replayPosition(ctx, node) : null;
-  await stopNode(ctx, node, 'fast');
+  await ctx.control(node).stop('fast');
   let info: BackupInfo;
   try {
     const control = readControlCheckpoint(node.dataDir);
@@ -100,7 +99,7 @@ export async function coldBackup(ctx: ClusterContext, repo: Repository, nodeName
     throw err;
   } finally {
     // 3. start it again, whatever happened
-    if (wasRunning) await startNode(ctx, node);
+    if (wasRunning) await ctx.control(node).start();
   }
   return info;
 }

@@ -30,7 +30,7 @@ export interface LogicalOptions {
  */
 export async function logicalBackup(ctx: ClusterContext, repo: Repository, opts: LogicalOptions): Promise<BackupInfo> {
   const secrets = requireSecrets(ctx);
-  const node = findNode(ctx.cfg, opts.from ?? currentPrimaryName(ctx));
+  const node = findNode(ctx.cfg, opts.from ?? (await currentPrimaryName(ctx)));
   const target = adminTarget(ctx, node, secrets);
   const { major, version } = await withClient(target, async (c) => {
     const r = await c.query<{ num: string; ver: string }>("SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS ver");
@@ -97,7 +97,7 @@ export async function logicalRestore(ctx: ClusterContext, repo: Repository, id: 
     throw new PgmError('backup.unsupported', `backup ${id} is a ${b.type} backup, not a logical one.`, { hint: 'restore physical backups with restore --target-dir DIR --port P.' });
   }
   const secrets = requireSecrets(ctx);
-  const node = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const node = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const target = adminTarget(ctx, node, secrets);
   const major = await withClient(target, async (c) => {
     const exists = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]);

@@ -127,7 +127,7 @@ export async function hotBackup(ctx: ClusterContext, repo: Repository, opts: Hot
  * replayed that checkpoint.
  */
 async function freshRestartpoint(ctx: ClusterContext, secrets: Secrets, source: BackupSource): Promise<void> {
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const lsn = await withClient(adminTarget(ctx, primary, secrets), async (c) => {
     await c.query('CHECKPOINT');
     return (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l;

@@ -38,27 +38,37 @@ export class BackupScheduler {
     return this.running ?? Promise.resolve();
   }
 
-  /** Takes one scheduled backup and expires; returns the sentence it logged. */
-  async run(type: 'full' | 'incr'): Promise<string> {
-    if (this.running) return this.say(`skipped the scheduled ${type} backup: another backup is still running`);
+  /** Whether a backup is being taken now. */
+  get busy(): boolean {
+    return this.running !== null;
+  }
+
+  /**
+   * Takes one backup and expires; returns the sentence it logged. `requestedBy`
+   * names who asked when it is not the schedule (an operator in the console).
+   */
+  async run(type: 'full' | 'incr', requestedBy?: string): Promise<string> {
+    const label = type === 'incr' ? 'incremental' : 'full';
+    const what = requestedBy ? `${label} backup requested by ${requestedBy}` : `scheduled ${label} backup`;
+    if (this.running) return this.say(`skipped the ${what}: another backup is still running`);
     let done!: () => void;
     this.running = new Promise((r) => (done = r));
+    let kind = type;
     try {
-      const repo = Repository.open(this.ctx);
-      let kind = type;
-      if (kind === 'incr' && !repo.list().some((b) => b.type === 'full')) kind = 'full';
       try {
+        const repo = Repository.open(this.ctx); // inside: a repository that cannot be opened is a failed run, never an unhandled rejection
+        if (kind === 'incr' && !repo.list().some((b) => b.type === 'full')) kind = 'full';
         // a backup taken by hand meanwhile finishes first; this one then follows it
-        const { b, e } = await withLocks(this.ctx.locks, ['repository'], `daemon: scheduled ${kind} backup`, SCHEDULED_WAIT_MS, async () => {
+        const { b, e } = await withLocks(this.ctx.locks, ['repository'], `daemon: ${what}`, SCHEDULED_WAIT_MS, async () => {
           const taken = await hotBackup(this.ctx, repo, { type: kind, quiet: true });
           return { b: taken, e: expire(repo, this.ctx.cfg.backup.retentionMs, { dryRun: false }) };
         });
         return this.say(
-          `scheduled ${b.type} backup ${b.id} from ${b.node}: ${formatBytes(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
+          `${requestedBy ? '' : 'scheduled '}${b.type} backup ${b.id} from ${b.node}${requestedBy ? ` (requested by ${requestedBy})` : ''}: ${formatBytes(b.stored_bytes)} stored; expired ${e.remove.length} backup(s) and ${e.removedWal.length} WAL segment(s)`,
         );
       } catch (err) {
-        if (err instanceof PgmError && err.code === 'backup.unsupported' && kind === 'incr') return this.say(`skipped the scheduled incremental backup: ${err.message}`);
-        return this.say(`scheduled ${kind} backup failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
+        if (err instanceof PgmError && err.code === 'backup.unsupported' && kind === 'incr') return this.say(`skipped the ${what}: ${err.message}`);
+        return this.say(`${what} failed: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
       }
     } finally {
       this.running = null;

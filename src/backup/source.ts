@@ -20,7 +20,7 @@ export interface BackupSource {
  */
 export async function chooseSource(ctx: ClusterContext, secrets: Secrets, from?: string): Promise<BackupSource> {
   const wanted = from ?? ctx.cfg.backup.from;
-  const primary = currentPrimaryName(ctx);
+  const primary = await currentPrimaryName(ctx);
   const candidates =
     wanted === 'primary' ? [findNode(ctx.cfg, primary)] : wanted === 'replica' ? [...ctx.cfg.nodes.filter((n) => n.name !== primary), findNode(ctx.cfg, primary)] : [findNode(ctx.cfg, wanted)];
   const problems: string[] = [];

@@ -120,7 +120,7 @@ export class WalArchiver {
   private async session(): Promise<void> {
     // 1. find the primary and connect to it as the replication user
     const repo = (this.repo ??= Repository.open(this.ctx));
-    const nodeName = currentPrimaryName(this.ctx);
+    const nodeName = await currentPrimaryName(this.ctx);
     const node = findNode(this.ctx.cfg, nodeName);
     const conn = await ReplicationConnection.connect({
       host: node.replication,
@@ -171,12 +171,12 @@ export class WalArchiver {
   private async streamTimeline(conn: ReplicationConnection, repo: Repository, nodeName: string, at: WalPoint, segmentSize: number): Promise<TimelineEnd | null> {
     const stream = await conn.startReplication({ slot: ARCHIVER_SLOT, lsn: at.lsn, timeline: at.timeline });
     this.stream = stream;
-    const watch = setInterval(() => {
+    const watch = setInterval(async () => {
       let now = nodeName;
       try {
-        now = currentPrimaryName(this.ctx);
+        now = await currentPrimaryName(this.ctx);
       } catch {
-        return; // an unreadable state file: keep streaming from the node we have
+        return; // an unreadable state: keep streaming from the node we have
       }
       if (now === nodeName) return;
       clearInterval(watch);

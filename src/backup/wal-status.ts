@@ -38,7 +38,7 @@ export async function archiveStatus(ctx: ClusterContext, repo: Repository, prima
 async function currentLsn(ctx: ClusterContext): Promise<Lsn | null> {
   const secrets = readSecrets(ctx.cfg);
   if (!secrets) return null;
-  const node = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const node = findNode(ctx.cfg, await currentPrimaryName(ctx));
   return withClient(adminTarget(ctx, node, secrets), async (c) => {
     const r = await c.query<{ lsn: string | null }>('SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn');
     return r.rows[0]?.lsn ? parseLsn(r.rows[0].lsn) : null;

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { coldBackup } from '../backup/cold.js';
 import { expire } from '../backup/expire.js';
 import { logicalBackup, logicalRestore, type LogicalFormat } from '../backup/logical.js';
 import { hotBackup } from '../backup/physical.js';
@@ -8,13 +7,12 @@ import { storageSummary } from '../backup/summary.js';
 import { formatBytes } from '../util/format.js';
 import type { BackupInfo } from '../backup/types.js';
 import { verify } from '../backup/verify.js';
-import { openCluster } from '../cluster/context.js';
+import { findNode, openCluster } from '../cluster/context.js';
 import { parseWait, withLocks } from '../cluster/lock.js';
 import { WAIT_FLAGS, WAIT_HELP } from './output.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PgmError } from '../errors.js';
 import { restore } from '../restore/restore.js';
-import { restoreNode } from '../restore/restore-node.js';
 import type { RestoreTarget } from '../restore/plan.js';
 
 const say = (line: string): void => {
@@ -69,8 +67,10 @@ export function registerBackupCommands(program: Command): void {
     .option(WAIT_FLAGS, WAIT_HELP)
     .description('stop a node cleanly, copy its data directory, start it again')
     .action(async (o: { config?: string; node: string; json?: boolean; wait?: string | boolean }) => {
-      const { ctx, repo } = await open(o.config);
-      const b = await withLocks(ctx.locks, ['cluster', 'repository'], `pgmaestro backup cold --node ${o.node}`, parseWait(o.wait), () => coldBackup(ctx, repo, o.node));
+      // on the node's host (through its agent, multi-host), which opens the repository there
+      const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+      const node = findNode(ctx.cfg, o.node);
+      const b = await withLocks(ctx.locks, ['cluster', 'repository'], `pgmaestro backup cold --node ${o.node}`, parseWait(o.wait), () => ctx.control(node).coldBackup());
       say(o.json ? JSON.stringify(b, null, 2) : describe(b));
     });
 
@@ -177,7 +177,8 @@ export function registerBackupCommands(program: Command): void {
       }
       if (o.node) {
         const node = o.node as string;
-        return say(await withLocks(ctx.locks, ['cluster', 'repository'], `pgmaestro restore --node ${node}`, parseWait(o.wait), () => restoreNode(ctx, Repository.open(ctx, 'write'), node, parseTarget(o), say)));
+        const n = findNode(ctx.cfg, node);
+        return say(await withLocks(ctx.locks, ['cluster', 'repository'], `pgmaestro restore --node ${node}`, parseWait(o.wait), () => ctx.control(n).restoreFromRepository(parseTarget(o), say)));
       }
       if (!o.targetDir || !o.port) throw new PgmError('usage', 'restore needs --target-dir DIR and --port P.', { hint: 'for example: pgmaestro restore --target-dir /srv/restore --port 6543 --time "2026-11-20 10:00:00+00" --start.' });
       const port = Number(o.port);

@@ -6,6 +6,7 @@ import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { callDaemon } from '../daemon/api.js';
 import { readEvents, recordEvent } from '../daemon/events.js';
 import { NO_HOOKS } from '../ha/failover.js';
+import { viaController } from '../agent/cluster-ops.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { parseWait, withLocks } from '../cluster/lock.js';
 import { WAIT_FLAGS, WAIT_HELP } from './output.js';
@@ -19,11 +20,15 @@ const say = (line: string): void => {
  * and pauses its monitor meanwhile), else here.
  */
 async function viaDaemon(ctx: ClusterContext, verb: string, body: Record<string, unknown>, wait: string | boolean | undefined, local: () => Promise<string>): Promise<void> {
+  if (ctx.cfg.dcs) {
+    say(await viaController(ctx, verb, body));
+    return ctx.store.close();
+  }
   const waitMs = parseWait(wait);
   const answer = await callDaemon(ctx, verb, { ...body, wait_ms: waitMs === Infinity ? -1 : waitMs });
   if (answer !== null) return say(answer);
   const sentence = await withLocks(ctx.locks, ['cluster'], `pgmaestro ${verb}`, waitMs, local);
-  recordEvent(ctx, sentence);
+  await recordEvent(ctx, sentence);
   say(sentence);
 }
 
@@ -85,8 +90,9 @@ export function registerHaCommands(program: Command): void {
     .description("the monitor's decisions and the operator's actions, with timestamps")
     .action(async (o: { config?: string; last: string; json?: boolean }) => {
       const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-      const events = readEvents(ctx, Number(o.last));
+      const events = await readEvents(ctx, Number(o.last));
       if (o.json) return say(JSON.stringify(events, null, 2));
-      for (const e of events) say(`${e.at}  ${e.sentence}`);
+      for (const e of events) say(`${e.at}  ${e.host ? `[${e.host}] ` : ''}${e.sentence}`);
+      await ctx.store.close();
     });
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { lockManager, openCluster, requireSecrets } from '../cluster/context.js';
+import { closeClusters, lockManager, openCluster } from '../cluster/context.js';
 import { reloadCluster } from '../cluster/reload.js';
 import { PGMAESTRO_VERSION } from '../version.js';
 import { parseWait, withLocks } from '../cluster/lock.js';
@@ -18,6 +18,12 @@ import { assertSystemd, installService, readService, systemctl, uninstallService
 import { ensureSupervised } from '../daemon/supervise.js';
 import { awaitEndpoints, checkEndpointPorts } from '../router/processes.js';
 import { PgmError, errorMessage, exitCodeFor } from '../errors.js';
+import { runAgent } from '../agent/agent.js';
+import { ensureCerts } from '../agent/certs.js';
+import { downMultiHost, upMultiHost } from '../agent/cluster-ops.js';
+import { installUnit } from '../agent/install.js';
+import { guardFiles, runGuard } from '../agent/guard.js';
+import { destroyLab } from '../cluster/lab.js';
 import { registerBackupCommands } from './backup.js';
 import { registerHaCommands } from './ha.js';
 import { WAIT_FLAGS, WAIT_HELP, formatStatus } from './output.js';
@@ -43,9 +49,12 @@ program
   .option('--replicas <n>', 'number of replicas', intArg('--replicas'), 2)
   .option('--port-base <p>', 'port of the first node (default 5432, or the next free block)', intArg('--port-base'))
   .option('--bin-dir <dir>', "PostgreSQL bin directory, or 'embedded'")
+  .option('--dcs <kind>', "'etcd': a multi-host lab, every node on its own host with its agent, and three etcd members")
+  .option('--agent-port <p>', 'with --dcs: the agents\' port (default 8008)', intArg('--agent-port'))
+  .option('--etcd-port <p>', 'with --dcs: the etcd members\' client port (peer port + 1; default 2379)', intArg('--etcd-port'))
   .description('write DIR/pgmaestro.yaml, a commented example that works as is')
-  .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string }) => {
-    const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir });
+  .action(async (dir: string, o: { replicas: number; portBase?: number; binDir?: string; dcs?: string; agentPort?: number; etcdPort?: number }) => {
+    const r = await initConfig(dir, { replicas: o.replicas, portBase: o.portBase, binDir: o.binDir, dcs: o.dcs, agentPort: o.agentPort, etcdPort: o.etcdPort });
     say(`wrote ${r.file} (${o.replicas + 1} nodes on ports ${r.portBase}-${r.portBase + o.replicas})`);
     if (r.home) {
       say(`${path.dirname(r.file)} is out of reach of the OS user that runs PostgreSQL (it cannot enter ${r.home.blocked}): the cluster's data, secrets, logs and backups will live in ${r.home.dir} (home: in the configuration).`);
@@ -64,6 +73,14 @@ program
     await withLocks(lockManager(cfg), ['cluster'], 'pgmaestro up', parseWait(o.wait), async () => {
       if (cfg.ha.isolation === 'netns') await ensureLab(cfg, clusterPaths(cfg).stateDir);
       const ctx = await openCluster(cfg);
+      if (cfg.dcs) {
+        // multi-host: every host's agent runs its nodes and serves the endpoint there
+        await upMultiHost(ctx, parseWait(o.wait), say);
+        say('');
+        say(formatStatus(await clusterStatus(ctx)));
+        await ctx.store.close();
+        return;
+      }
       const service = readService(ctx);
       if (service && !o.service) assertSystemd(service);
       if (!service) await checkEndpointPorts(ctx);
@@ -80,6 +97,7 @@ program
       for (const line of await awaitEndpoints(ctx, 20_000)) say(line);
       say('');
       say(formatStatus(await clusterStatus(ctx)));
+      await ctx.store.close();
     });
   });
 
@@ -92,6 +110,7 @@ program
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
     const st = await clusterStatus(ctx);
     say(o.json ? JSON.stringify(st, null, 2) : formatStatus(st));
+    await ctx.store.close();
   });
 
 program
@@ -102,6 +121,13 @@ program
   .description('stop everything, keep data')
   .action(async (o: { config?: string; wait?: string | boolean; service?: boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
+    if (ctx.cfg.dcs) {
+      // multi-host: the cluster lock is in etcd, which a lab's down stops last; this machine's lock guards the lab
+      return withLocks(lockManager(ctx.cfg), ['cluster'], 'pgmaestro down', parseWait(o.wait), async () => {
+        await downMultiHost(ctx, parseWait(o.wait), say);
+        if (await destroyLab(ctx.paths.stateDir)) say('lab: network namespaces and bridge removed');
+      });
+    }
     const service = o.service ? null : readService(ctx);
     // systemd first, or it would restart what down stops
     if (service) say(systemctl(service, 'stop'));
@@ -122,13 +148,48 @@ program
   });
 
 program
+  .command('certs')
+  .option('-c, --config <file>', 'cluster configuration')
+  .description('create the cluster CA and one certificate per host in secrets/ (mode 0600), for mutual TLS between agents')
+  .action(async (o: { config?: string }) => {
+    const cfg = loadConfig(resolveConfigPath(o.config));
+    const made = await ensureCerts(cfg);
+    for (const m of made) say(`created ${m}`);
+    if (made.length === 0) say('every host has its certificate already; nothing changed');
+    say(`copy ${path.join(cfg.dir, 'secrets')} (ca.crt, and each host's <host>.crt and <host>.key) to the hosts`);
+  });
+
+program
+  .command('agent')
+  .argument('[action]', "'install' writes a systemd unit instead of running the agent; 'guard' is the host's watchdog, which the agent starts itself")
+  .requiredOption('--host <name>', 'the host (hosts[].name) this agent runs on')
+  .option('-c, --config <file>', 'cluster configuration')
+  .option('--unit-dir <dir>', 'where install writes the unit', '/etc/systemd/system')
+  .option('--agent-pid <pid>', 'guard: the agent that started it', intArg('--agent-pid'))
+  .description('run the agent of one host: node control, primary lease, controller, endpoint, health checks')
+  .action(async (action: string | undefined, o: { host: string; config?: string; unitDir: string; agentPid?: number }) => {
+    const cfg = loadConfig(resolveConfigPath(o.config));
+    if (action === 'install') {
+      say(installUnit(cfg, o.host, o.unitDir));
+      return;
+    }
+    if (action === 'guard') {
+      const paths = clusterPaths(cfg);
+      await runGuard(guardFiles(paths.stateDir, paths.logsDir, o.host), o.agentPid ?? process.ppid);
+      return;
+    }
+    if (action !== undefined) throw new PgmError('usage', `unknown agent action '${action}'.`, { hint: 'use `pgmaestro agent --host NAME` or `pgmaestro agent install --host NAME`.' });
+    await runAgent(cfg, o.host);
+  });
+
+program
   .command('reload')
   .option('-c, --config <file>', 'cluster configuration')
   .option(WAIT_FLAGS, WAIT_HELP)
   .description("apply pgmaestro.yaml's settings to every node (checked by PostgreSQL first); say what waits for a restart")
   .action(async (o: { config?: string; wait?: string | boolean }) => {
     const ctx = await openCluster(loadConfig(resolveConfigPath(o.config)));
-    await withLocks(ctx.locks, ['cluster'], 'pgmaestro reload', parseWait(o.wait), () => reloadCluster(ctx, requireSecrets(ctx), say));
+    await withLocks(ctx.locks, ['cluster'], 'pgmaestro reload', parseWait(o.wait), () => reloadCluster(ctx, say));
   });
 
 registerBackupCommands(program);
@@ -174,6 +235,7 @@ process.on('unhandledRejection', fail);
 
 try {
   await program.parseAsync(process.argv);
+  await closeClusters();
 } catch (err) {
   fail(err);
 }

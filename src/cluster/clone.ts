@@ -8,9 +8,9 @@ import { cloneInto } from '../protocol/clone.js';
 import { ReplicationConnection } from '../protocol/connection.js';
 import { writeNodeFiles } from './configure.js';
 import type { ClusterContext } from './context.js';
-import { writeMarker } from './datadir.js';
+import { moveIntoPlace, writeMarker } from './datadir.js';
 import { partialDir } from './paths.js';
-import { moveIntoPlace, type Log } from './provision.js';
+import type { Log } from './provision.js';
 import type { Secrets } from './secrets.js';
 
 /** Where a clone puts the tablespaces of `node`: beside its data directory, so nodes sharing a machine never share a tablespace. */

@@ -8,8 +8,10 @@ import type { SqlTarget } from '../postgres/sql.js';
 import { clusterPaths, type ClusterPaths } from './paths.js';
 import { applyLab, readLab, type LabRecord } from './lab.js';
 import { readSecrets, type Secrets } from './secrets.js';
+import { FileStateStore } from '../dcs/file.js';
+import { DEFAULT_GROUP, type StateStore } from '../dcs/store.js';
 import { FileLocks, type LockManager } from './lock.js';
-import { FileStateStore, type StateStore } from './state.js';
+import type { NodeControl } from './node-control.js';
 
 /** Everything a cluster operation needs, resolved once per command. */
 export interface ClusterContext {
@@ -18,10 +20,31 @@ export interface ClusterContext {
   readonly user: RunAs;
   readonly paths: ClusterPaths;
   readonly store: StateStore;
+  /** The group of nodes (a primary and its replicas) this context acts on. */
+  readonly group: string;
   /** Lab mode: the network namespaces the nodes run in. */
   readonly lab: LabRecord | null;
+  /** Multi-host: the host this process acts for (an agent's own); null for the CLI and in lab mode. */
+  readonly host: string | null;
+  /** How this process controls `node`: here, or through its host's agent. */
+  control(node: NodeConfig): NodeControl;
   /** The cluster and repository locks that keep concurrent commands apart. */
   readonly locks: LockManager;
+}
+
+export interface OpenOptions {
+  /**
+   * A long-running process reading a changed configuration again keeps its
+   * state store and locks (an agent's store carries its controller guard).
+   */
+  readonly reuse?: Pick<ClusterContext, 'store' | 'locks'>;
+  /**
+   * Multi-host: the host this process acts for. An agent passes its own host
+   * (its nodes are controlled locally, the others through their agents); the
+   * CLI passes nothing and reaches every node through its agent, presenting
+   * the certificate of $PGMAESTRO_HOST or of the first host whose key is in secrets/.
+   */
+  readonly host?: string | null;
 }
 
 /**
@@ -29,7 +52,7 @@ export interface ClusterContext {
  * that the user can run them), then the cluster's directories. `notice` hears
  * the one-off things done on the way (a private copy of the embedded PostgreSQL).
  */
-export async function openCluster(loaded: ClusterConfig, notice: (line: string) => void = (l) => process.stderr.write(`pgmaestro: ${l}\n`)): Promise<ClusterContext> {
+export async function openCluster(loaded: ClusterConfig, notice: (line: string) => void = (l) => process.stderr.write(`pgmaestro: ${l}\n`), opts: OpenOptions = {}): Promise<ClusterContext> {
   const user = await resolveOsUser(loaded.osUser);
   const bins = await resolveBinaries(loaded.binDir, user, notice);
   const paths = clusterPaths(loaded);
@@ -37,7 +60,49 @@ export async function openCluster(loaded: ClusterConfig, notice: (line: string) 
   fs.mkdirSync(paths.logsDir, { recursive: true });
   const lab = loaded.ha.isolation === 'netns' ? readLab(paths.stateDir) : null;
   const cfg = lab ? applyLab(loaded, lab) : loaded;
-  return { cfg, bins, user, paths, store: new FileStateStore(paths.stateFile), lab, locks: lockManager(cfg) };
+  // imported here, not at the top: local control uses this module's helpers
+  const { LocalNodeControl } = await import('./local-control.js');
+  const here = opts.host ?? null;
+  const controls = new Map<string, NodeControl>();
+  let remote: ((node: NodeConfig) => NodeControl) | null = null;
+  let store: StateStore = new FileStateStore(paths.stateDir);
+  let locks: LockManager = lockManager(cfg);
+  if (cfg.dcs) {
+    const multi = await import('./multihost.js');
+    if (!opts.reuse) {
+      const etcd = multi.etcdStore(cfg, here);
+      store = etcd;
+      locks = multi.etcdLocks(cfg, etcd, here);
+    }
+    remote = multi.remoteControls(cfg, here);
+  }
+  if (opts.reuse) ({ store, locks } = opts.reuse);
+  opened.add(store);
+  const ctx: ClusterContext = {
+    cfg,
+    bins,
+    user,
+    paths,
+    store,
+    group: DEFAULT_GROUP,
+    lab,
+    host: here,
+    locks,
+    control(node) {
+      let c = controls.get(node.name);
+      if (!c) controls.set(node.name, (c = remote && node.host !== here ? remote(node) : new LocalNodeControl(ctx, node)));
+      return c;
+    },
+  };
+  return ctx;
+}
+
+const opened = new Set<StateStore>();
+
+/** Closes every state store this process opened (a command's end: an etcd connection would keep it alive). */
+export async function closeClusters(): Promise<void> {
+  for (const s of opened) await s.close().catch(() => undefined);
+  opened.clear();
 }
 
 /**
@@ -59,7 +124,12 @@ export function assertPathsReachable(ctx: ClusterContext): void {
   check(ctx.cfg.backup.repository, 'the backup repository');
 }
 
-/** The locks of a cluster; they need nothing but its configuration, so commands take them before anything else. */
+/**
+ * The locks of a cluster on one machine; they need nothing but its
+ * configuration, so commands take them before anything else. A multi-host
+ * cluster's locks are in etcd (ctx.locks); this one then guards only what is
+ * done on this machine before etcd runs (the lab's `up`).
+ */
 export function lockManager(cfg: ClusterConfig): LockManager {
   return new FileLocks(cfg.home, cfg.cluster);
 }
@@ -73,8 +143,8 @@ export function findNode(cfg: ClusterConfig, name: string): NodeConfig {
 }
 
 /** The node that is primary now: the persisted state, else the configured initial primary. */
-export function currentPrimaryName(ctx: ClusterContext): string {
-  const st = ctx.store.read();
+export async function currentPrimaryName(ctx: ClusterContext): Promise<string> {
+  const st = await ctx.store.read();
   if (st && ctx.cfg.nodes.some((n) => n.name === st.primary)) return st.primary;
   return ctx.cfg.initialPrimary;
 }

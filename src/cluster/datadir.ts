@@ -4,7 +4,7 @@ import type { ClusterConfig, NodeConfig } from '../config/types.js';
 import { PgmError } from '../errors.js';
 import { readSystemIdentifier } from '../postgres/control.js';
 import type { RunAs } from '../postgres/exec.js';
-import { writeFileAtomic } from '../util/fsx.js';
+import { fsyncDir, writeFileAtomic } from '../util/fsx.js';
 import { MARKER_FILE } from './paths.js';
 
 export interface NodeMarker {
@@ -63,4 +63,11 @@ export function readMarker(dataDir: string): NodeMarker | null {
 export function writeMarker(dataDir: string, cfg: ClusterConfig, node: NodeConfig, systemId: string, user: RunAs): void {
   const marker: NodeMarker = { cluster: cfg.cluster, node: node.name, system_identifier: systemId };
   writeFileAtomic(path.join(dataDir, MARKER_FILE), JSON.stringify(marker, null, 2) + '\n', 0o600, user);
+}
+
+/** Renames a completed partial directory onto the (missing or empty) data directory. */
+export function moveIntoPlace(partial: string, dataDir: string): void {
+  if (fs.existsSync(dataDir)) fs.rmdirSync(dataDir); // only ever empty here: inspectDataDir said so
+  fs.renameSync(partial, dataDir);
+  fsyncDir(path.dirname(dataDir));
 }

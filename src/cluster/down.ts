@@ -2,7 +2,6 @@ import { stopDaemon, stopRole, supervisorRole } from '../daemon/spawn.js';
 import { stopEndpoints } from '../router/processes.js';
 import { currentPrimaryName, type ClusterContext } from './context.js';
 import { destroyLab } from './lab.js';
-import { stopNode } from './lifecycle.js';
 import type { Log } from './provision.js';
 
 /**
@@ -15,10 +14,10 @@ export async function down(ctx: ClusterContext, log: Log): Promise<void> {
   if (await stopRole(ctx, supervisorRole(ctx))) log('supervisor: stopped');
   if (await stopDaemon(ctx)) log('daemon: stopped');
   for (const line of await stopEndpoints(ctx)) log(line);
-  const primary = currentPrimaryName(ctx);
+  const primary = await currentPrimaryName(ctx);
   const ordered = [...ctx.cfg.nodes].sort((a, b) => Number(b.name === primary) - Number(a.name === primary));
   for (const node of ordered) {
-    const r = await stopNode(ctx, node);
+    const r = await ctx.control(node).stop();
     log(`${node.name}: ${r}`);
   }
   if (await destroyLab(ctx.paths.stateDir)) log('lab: network namespaces and bridge removed');

@@ -2,7 +2,6 @@ import type { NodeConfig } from '../config/types.js';
 import { PgmError } from '../errors.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, type ClusterContext } from './context.js';
-import { serverLogTail } from './lifecycle.js';
 import type { Secrets } from './secrets.js';
 
 /**
@@ -31,7 +30,7 @@ export async function waitHealthy(ctx: ClusterContext, primary: NodeConfig, repl
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  const tail = serverLogTail(culprit);
+  const tail = await ctx.control(culprit).logTail().catch(() => '');
   throw new PgmError('cluster.unhealthy', `${problem} after ${Math.round(timeoutMs / 1000)} s${tail ? `; its log says: ${tail}` : ''}.`, {
     hint: `read the server log in ${culprit.dataDir}/log and ${ctx.paths.nodeLog(culprit)}, fix the cause, then run \`pgmaestro up\` again.`,
   });

@@ -38,18 +38,47 @@ export function readLab(stateDir: string): LabRecord | null {
   }
 }
 
-/** The configuration as the lab makes it: each node at its namespace's address, pgmaestro connecting from the gateway. */
+/** The lab host a node runs on: its configured host (multi-host), else a host of its own name. */
+export function labHostOf(node: NodeConfig): string {
+  return node.host ?? node.name;
+}
+
+/** The lab's hosts: one per configured host (multi-host) or per node, and one per etcd member the lab runs. */
+export function labHostNames(cfg: ClusterConfig): string[] {
+  const hosts = cfg.dcs ? cfg.hosts.map((h) => h.name) : cfg.nodes.map((n) => n.name);
+  const etcd = cfg.dcs?.etcd.labMembers ? cfg.dcs.etcd.endpoints.map((e) => new URL(e).hostname) : [];
+  return [...new Set([...hosts, ...etcd])];
+}
+
+/**
+ * The configuration as the lab makes it: each node at its host's namespace
+ * address, each agent and etcd member at the address of the lab host it is
+ * named after, pgmaestro connecting from the gateway.
+ */
 export function applyLab(cfg: ClusterConfig, lab: LabRecord): ClusterConfig {
+  const addr = (name: string) => lab.hosts.find((x) => x.name === name)?.address;
   const nodes = cfg.nodes.map((n): NodeConfig => {
-    const h = lab.hosts.find((x) => x.name === n.name);
-    return h ? { ...n, service: h.address, replication: h.address, admin: h.address } : n;
+    const a = addr(labHostOf(n));
+    return a ? { ...n, service: a, replication: a, admin: a } : n;
   });
-  return { ...cfg, nodes, managerAddresses: [...cfg.managerAddresses, lab.gateway] };
+  const hosts = cfg.hosts.map((h) => ({ ...h, agent: { host: addr(h.name) ?? h.agent.host, port: h.agent.port } }));
+  const dcs = cfg.dcs && {
+    ...cfg.dcs,
+    etcd: {
+      ...cfg.dcs.etcd,
+      endpoints: cfg.dcs.etcd.endpoints.map((e) => {
+        const u = new URL(e);
+        const a = addr(u.hostname);
+        return a ? `${u.protocol}//${a}:${u.port}` : e;
+      }),
+    },
+  };
+  return { ...cfg, nodes, hosts, dcs, managerAddresses: [...cfg.managerAddresses, lab.gateway] };
 }
 
 /** The user PostgreSQL runs as for `node`: inside its namespace in lab mode. */
 export function nodeUser(user: RunAs, lab: LabRecord | null, node: NodeConfig): RunAs {
-  const h = lab?.hosts.find((x) => x.name === node.name);
+  const h = lab?.hosts.find((x) => x.name === labHostOf(node));
   return h ? { ...user, netns: h.netns } : user;
 }
 
@@ -63,7 +92,7 @@ export async function ensureLab(cfg: ClusterConfig, stateDir: string): Promise<L
   const why = await netnsUnsupported();
   if (why) throw new PgmError('usage', `ha.isolation: netns cannot be used here: ${why}.`, { hint: 'run pgmaestro as root on Linux with iproute2, or set ha.isolation: none.' });
   fs.mkdirSync(stateDir, { recursive: true });
-  const lab = await NetLab.create(labName(cfg.cluster), cfg.nodes.map((n) => n.name), 1);
+  const lab = await NetLab.create(labName(cfg.cluster), labHostNames(cfg), 1);
   const rec: LabRecord = { lab: lab.lab, index: lab.index, gateway: lab.gateway, hosts: lab.hosts };
   try {
     writeFileAtomic(labFile(stateDir), JSON.stringify(rec, null, 2) + '\n', 0o644);

@@ -40,7 +40,7 @@ export interface HeldLock {
 export interface LockManager {
   acquire(kind: LockKind, command: string, waitMs: number | null): Promise<HeldLock>;
   /** Who holds `kind` now, or null. */
-  holder(kind: LockKind): LockHolder | null;
+  holder(kind: LockKind): Promise<LockHolder | null>;
 }
 
 /**
@@ -76,7 +76,7 @@ export class FileLocks implements LockManager {
       child.once('error', (err) => resolve(err));
       child.once('close', (code) => resolve(code === 75 ? 'busy' : new Error(`flock exited with status ${code}`)));
     });
-    if (outcome === 'busy') throw this.busy(kind, waitMs);
+    if (outcome === 'busy') throw busyError(kind, this.cluster, this.readHolder(kind), waitMs);
     if (outcome instanceof Error) {
       child.kill('SIGKILL');
       throw new PgmError('tool.missing', `cannot take the ${kind} lock ${file}: ${outcome.message}.`, {
@@ -103,23 +103,27 @@ export class FileLocks implements LockManager {
     };
   }
 
-  holder(kind: LockKind): LockHolder | null {
+  async holder(kind: LockKind): Promise<LockHolder | null> {
+    return this.readHolder(kind);
+  }
+
+  private readHolder(kind: LockKind): LockHolder | null {
     try {
       return JSON.parse(fs.readFileSync(`${this.file(kind)}.json`, 'utf8')) as LockHolder;
     } catch {
       return null;
     }
   }
+}
 
-  private busy(kind: LockKind, waitMs: number | null): PgmError {
-    const h = this.holder(kind);
-    const who = h ? `\`${h.command}\` (pid ${h.pid} on ${h.host}) has held it since ${h.since}` : 'another pgmaestro command holds it';
-    const what = kind === 'cluster' ? `the cluster ${this.cluster}` : `the backup repository of ${this.cluster}`;
-    return new PgmError('busy', `${what} is busy${waitMs !== null ? ` (waited ${formatWait(waitMs)})` : ''}: ${who}.`, {
-      hint: waitMs === null ? 'wait for it to finish, or run this command again with --wait (or --wait=10m) to wait its turn.' : 'let it finish, or wait longer with --wait=DURATION.',
-      data: { kind, holder: h },
-    });
-  }
+/** The refusal of a busy lock, naming its holder: the same sentence whatever keeps the locks. */
+export function busyError(kind: LockKind, cluster: string, h: LockHolder | null, waitMs: number | null): PgmError {
+  const who = h ? `\`${h.command}\` (pid ${h.pid} on ${h.host}) has held it since ${h.since}` : 'another pgmaestro command holds it';
+  const what = kind === 'cluster' ? `the cluster ${cluster}` : `the backup repository of ${cluster}`;
+  return new PgmError('busy', `${what} is busy${waitMs !== null ? ` (waited ${formatWait(waitMs)})` : ''}: ${who}.`, {
+    hint: waitMs === null ? 'wait for it to finish, or run this command again with --wait (or --wait=10m) to wait its turn.' : 'let it finish, or wait longer with --wait=DURATION.',
+    data: { kind, holder: h },
+  });
 }
 
 /** Root's runtime directory /run/pgmaestro (no other user can plant a lock there), else the user's own runtime or temporary directory. */

@@ -1,22 +1,14 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
-import { initdb, postmasterRunning, readSystemIdentifier } from '../postgres/control.js';
-import { applyNodeFiles, checkPlanned } from './reload.js';
-import { ensureOwnedDir } from '../postgres/osuser.js';
+import { checkPlanned, describe } from './reload.js';
+import { reclone, replicasWithLostSlots } from '../ha/slots.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { quoteIdent, quoteLiteral, withClient } from '../postgres/sql.js';
 import { formatBytes } from '../util/format.js';
-import { fsyncDir, writeFileAtomic } from '../util/fsx.js';
-import { cloneReplica } from './clone.js';
-import { writeNodeFiles, type NodeRole } from './configure.js';
 import { adminTarget, assertPathsReachable, currentPrimaryName, findNode, type ClusterContext } from './context.js';
-import { inspectDataDir, writeMarker, type DataDirState } from './datadir.js';
-import { startNode } from './lifecycle.js';
-import { assertPortFree } from './ports.js';
-import { partialDir } from './paths.js';
+import type { DataDirState } from './datadir.js';
+import type { RoleSpec } from './node-control.js';
 import { ensureSecrets, type Secrets } from './secrets.js';
 import { waitHealthy } from './health.js';
 
@@ -26,54 +18,77 @@ export type Log = (line: string) => void;
  * `pgmaestro up`: provision what is missing, start what is stopped, and return
  * once the primary accepts writes and every replica streams. Idempotent: on a
  * running cluster it changes nothing. Every check that can refuse runs before
- * anything is written, so bad input never leaves damage behind.
+ * anything is written, so bad input never leaves damage behind. Each node is
+ * reached through its node control, so the same steps work for nodes on this
+ * machine and on other hosts.
  */
 export async function up(ctx: ClusterContext, log: Log): Promise<void> {
   const { cfg } = ctx;
-  const primary = findNode(cfg, currentPrimaryName(ctx));
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const primary = findNode(cfg, await currentPrimaryName(ctx));
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   const replicas = cfg.nodes.filter((n) => n !== primary && !fenced.has(n.name));
   for (const name of fenced) log(`${name}: fenced since a failover; it stays stopped until \`pgmaestro rejoin ${name}\``);
 
   // 1. check every path and every node's directory before touching anything
-  assertPathsReachable(ctx);
+  if (!ctx.cfg.dcs) assertPathsReachable(ctx); // multi-host: each agent checks its own host's paths (preflight)
   const states = new Map<string, DataDirState>();
-  for (const node of [primary, ...replicas]) {
-    states.set(node.name, inspectDataDir(cfg, node));
-    if (!postmasterRunning(node.dataDir) && !ctx.lab) await assertPortFree(node, cfg.file);
-  }
+  for (const node of [primary, ...replicas]) states.set(node.name, await ctx.control(node).preflight());
   checkSameSystem(primary, replicas, states);
-  // PostgreSQL itself reads every node's new configuration before any file is written
-  await checkPlanned(ctx, [{ node: primary, role: { kind: 'primary' } }, ...replicas.map((n) => ({ node: n, role: { kind: 'replica', upstream: primary } as NodeRole }))]);
+  // PostgreSQL itself reads every node's new configuration, on its host, before any file is written
+  await checkPlanned(ctx, [{ node: primary, role: { kind: 'primary' } }, ...replicas.map((n) => ({ node: n, role: { kind: 'replica', upstream: primary.name } as RoleSpec }))]);
 
   // 2. secrets, generated once
   const secrets = ensureSecrets(cfg, ctx.user);
 
   // 3. the primary: create it if it has no data, apply the rendered files, start it
   if (states.get(primary.name)!.kind === 'empty') {
-    await initPrimary(ctx, primary, secrets);
+    await ctx.control(primary).initPrimary();
     log(`${primary.name}: initialised a new PostgreSQL ${ctx.bins.version} cluster in ${primary.dataDir}`);
   }
-  await configureAndStart(ctx, primary, { kind: 'primary' }, secrets, log);
+  await configureAndStart(ctx, primary, { kind: 'primary' }, log);
 
   // 4. the replication role and one slot per replica
   await ensureReplicationObjects(ctx, primary, replicas, secrets);
 
-  // 5. the replicas: clone the missing ones, start the stopped ones
-  for (const node of replicas) {
+  // 5. the replicas: rebuild those whose slot was lost, clone the missing ones, start the stopped ones (on separate hosts, all at once)
+  const lost = new Set(await replicasWithLostSlots(ctx, primary, secrets));
+  const broken: NodeConfig[] = [];
+  const replica = async (node: NodeConfig) => {
+    if (lost.has(node.name) && states.get(node.name)!.kind === 'ours') {
+      if (!cfg.ha.autoReclone) {
+        log(`${node.name}: its replication slot on ${primary.name} was lost (${primary.name} removed WAL it still needed); it cannot stream again until it is rebuilt`);
+        broken.push(node);
+        return;
+      }
+      log(`${node.name}: its replication slot on ${primary.name} was lost; rebuilding it (ha.auto_reclone)`);
+      log(await reclone(ctx, node.name, log));
+      return;
+    }
     if (states.get(node.name)!.kind === 'empty') {
-      const r = await cloneReplica(ctx, node, primary, secrets, log);
+      const r = await ctx.control(node).clone(primary.name);
       log(`${node.name}: cloned from ${primary.name} (${formatBytes(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s)`);
     }
-    await configureAndStart(ctx, node, { kind: 'replica', upstream: primary }, secrets, log);
+    await configureAndStart(ctx, node, { kind: 'replica', upstream: primary.name }, log);
+  };
+  if (cfg.dcs) {
+    const failed = (await Promise.allSettled(replicas.map(replica))).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  } else {
+    for (const node of replicas) await replica(node);
   }
 
   // 6. remember who is primary, then wait until the whole cluster is healthy
-  const prev = ctx.store.read();
+  const prev = await ctx.store.read();
   if (!prev || prev.primary !== primary.name) {
-    ctx.store.write({ version: 1, cluster: cfg.cluster, primary: primary.name, timeline: prev?.timeline ?? null, fenced: prev?.fenced ?? [], updatedAt: new Date().toISOString() });
+    await ctx.store.write({ version: 1, cluster: cfg.cluster, primary: primary.name, timeline: prev?.timeline ?? null, fenced: prev?.fenced ?? [], updatedAt: new Date().toISOString() });
   }
-  await waitHealthy(ctx, primary, replicas, secrets);
+  await waitHealthy(ctx, primary, replicas.filter((r) => !broken.includes(r)), secrets);
+  if (broken.length > 0) {
+    const names = broken.map((b) => b.name);
+    throw new PgmError('cluster.unhealthy', `${names.join(', ')} lost ${names.length === 1 ? 'its' : 'their'} replication slot on ${primary.name} and cannot stream until rebuilt; the rest of the cluster is up.`, {
+      hint: `rebuild with ${names.map((n) => `pgmaestro rejoin ${n}`).join(' and ')} (or pgmaestro restore --node), or set ha.auto_reclone: true so that up and the daemon do it.`,
+    });
+  }
 }
 
 /** A replica's data must come from the primary's database system; a primary cannot be re-created under live replicas. */
@@ -96,35 +111,12 @@ function checkSameSystem(primary: NodeConfig, replicas: NodeConfig[], states: Ma
   }
 }
 
-async function initPrimary(ctx: ClusterContext, node: NodeConfig, secrets: Secrets): Promise<void> {
-  const partial = partialDir(node.dataDir);
-  fs.rmSync(partial, { recursive: true, force: true }); // left by an interrupted earlier run
-  fs.mkdirSync(path.dirname(node.dataDir), { recursive: true });
-  ensureOwnedDir(partial, ctx.user, 0o700);
-  const pwfile = path.join(ctx.paths.secretsDir, `.initdb-${process.pid}.pw`);
-  writeFileAtomic(pwfile, secrets.superuserPassword + '\n', 0o600, ctx.user);
-  try {
-    await initdb(ctx.bins, ctx.user, partial, { superuser: ctx.cfg.superuser, pwfile, logsDir: ctx.paths.logsDir });
-  } finally {
-    fs.rmSync(pwfile, { force: true });
-  }
-  writeNodeFiles(ctx, node, { kind: 'primary' }, partial);
-  writeMarker(partial, ctx.cfg, node, readSystemIdentifier(partial)!, ctx.user);
-  moveIntoPlace(partial, node.dataDir);
-}
-
-/** Renames a completed partial directory onto the (missing or empty) data directory. */
-export function moveIntoPlace(partial: string, dataDir: string): void {
-  if (fs.existsSync(dataDir)) fs.rmdirSync(dataDir); // only ever empty here: inspectDataDir said so
-  fs.renameSync(partial, dataDir);
-  fsyncDir(path.dirname(dataDir));
-}
-
-async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: NodeRole, secrets: Secrets, log: Log): Promise<void> {
-  const running = postmasterRunning(node.dataDir);
-  if (running) await applyNodeFiles(ctx, node, role, secrets, log);
-  else writeNodeFiles(ctx, node, role);
-  if ((await startNode(ctx, node)) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);
+async function configureAndStart(ctx: ClusterContext, node: NodeConfig, role: RoleSpec, log: Log): Promise<void> {
+  const control = ctx.control(node);
+  // a stopped node gets its files quietly; a running one says what its reload did
+  const change = await control.configure(role);
+  if (change.outcome === 'reloaded') log(describe(change)!);
+  if ((await control.start()) === 'started') log(`${node.name}: started as ${role.kind} on ${node.service}:${node.port}`);
 }
 
 /** Creates the replication role (sending only its SCRAM verifier) and a physical slot per replica; returns only once they exist. */

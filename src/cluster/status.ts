@@ -1,6 +1,5 @@
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
-import { postmasterPid } from '../postgres/control.js';
 import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
@@ -11,7 +10,9 @@ import { readService } from '../daemon/service.js';
 import type { EndpointKind } from '../config/types.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, type ArchiveStatus } from '../backup/wal-status.js';
+import { multiHostStatus, type DcsStatus, type HostStatus } from '../agent/cluster-ops.js';
 import { PGMAESTRO_VERSION } from '../version.js';
+import { ARCHIVER_SLOT } from '../ha/promote.js';
 
 export type Role = 'primary' | 'replica' | 'down' | 'fenced';
 
@@ -20,13 +21,29 @@ export interface SlotStatus {
   readonly active: boolean;
   readonly restart_lsn: string | null;
   readonly wal_status: string | null;
+  readonly safe_wal_size: number | null;
+}
+
+/** A physical slot on the primary and the WAL it holds back there. */
+export interface PrimarySlot extends SlotStatus {
+  /** 'replica' (a node's), 'archiver' (the WAL archiver's) or 'other'. */
+  readonly kind: 'replica' | 'archiver' | 'other';
+  /** The node a replica slot serves. */
+  readonly node: string | null;
+  /** Bytes of WAL from the slot's restart_lsn to the primary's position; null without a restart_lsn. */
+  readonly retained_bytes: number | null;
+  /** Bytes that can still be written before the slot is in danger (PostgreSQL's safe_wal_size); null when unbounded. */
+  readonly safe_wal_size: number | null;
 }
 
 export interface NodeStatus {
   readonly name: string;
   readonly role: Role;
   readonly reachable: boolean;
+  /** Multi-host: the host (hosts[].name) the node runs on; otherwise its service address, as before hosts existed. */
   readonly host: string;
+  /** The service address. */
+  readonly address: string;
   readonly port: number;
   readonly data_dir: string;
   readonly pid: number | null;
@@ -66,15 +83,25 @@ export interface ClusterStatus {
   };
   /** `rw`, `ro`, `auto`: host:port of each endpoint whose process runs; `details`: each enabled endpoint (see EndpointStats). */
   readonly endpoints: EndpointsStatus;
+  /** Multi-host only. */
+  readonly hosts?: readonly HostStatus[];
+  readonly controller?: string | null;
+  readonly dcs?: DcsStatus;
   readonly archive: ArchiveStatus | null;
   readonly backups: { readonly count: number; readonly latest: string | null };
   readonly nodes: NodeStatus[];
+  /** Every physical slot on the primary (the replicas' and the WAL archiver's); empty when the primary is down. */
+  readonly slots: PrimarySlot[];
 }
 
 export interface EndpointsStatus {
   readonly rw?: string;
   readonly ro?: string;
   readonly auto?: string;
+  /** The web console and /metrics (served by the daemon): host:port while the daemon runs. */
+  readonly console?: string;
+  /** Multi-host: the rw endpoint each reachable agent serves, by host name. */
+  readonly rw_by_host?: Readonly<Record<string, string>>;
   readonly details: Partial<Record<EndpointKind, EndpointStats>>;
   /** libpq URIs (no password) for applications: one per running endpoint, and multi-host strings that need no pgmaestro process. */
   readonly dsn: Partial<Record<EndpointKind, string>> & { readonly multi_host_rw: string; readonly multi_host_ro: string };
@@ -95,8 +122,8 @@ interface Probe {
 /** Observes every node in parallel. A node that is stopped or unreachable is reported `down`, never raised. */
 export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus> {
   const secrets = readSecrets(ctx.cfg);
-  const primaryName = currentPrimaryName(ctx);
-  const fenced = new Set(ctx.store.read()?.fenced ?? []);
+  const primaryName = await currentPrimaryName(ctx);
+  const fenced = new Set((await ctx.store.read())?.fenced ?? []);
   const probes = await Promise.all(
     ctx.cfg.nodes.map(async (n): Promise<Probe | Error> => {
       if (!secrets) return new Error('never provisioned');
@@ -111,7 +138,8 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const primaryProbe = byName.get(primaryName);
   const primaryOk = primaryProbe instanceof Error || primaryProbe === undefined || primaryProbe.inRecovery ? null : primaryProbe;
 
-  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name)));
+  const pids = await Promise.all(ctx.cfg.nodes.map(async (n) => (await ctx.control(n).inspect()).pid));
+  const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name), pids[i]));
   const dpid = daemonPid(ctx);
   const spid = livePid(ctx, supervisorRole(ctx));
   const service = readService(ctx);
@@ -127,6 +155,19 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   } catch {
     // a missing or unreadable repository does not make status fail
   }
+  const multi = ctx.cfg.dcs ? await multiHostStatus(ctx) : null;
+  const byHost: Record<string, string> = {};
+  for (const h of multi?.hosts ?? []) {
+    const n = ctx.cfg.nodes.find((x) => x.host === h.name);
+    if (n && h.reachable && ctx.cfg.endpoints.rw) byHost[h.name] = `${n.service}:${ctx.cfg.endpoints.rw.port}`;
+  }
+  // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
+  const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
+  const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
+  const consoleAt = ctx.cfg.endpoints.console;
+  const endpoints: EndpointsStatus = multi
+    ? { ...endpointsStatus(ctx, []), ...(rw ? { rw, rw_by_host: byHost } : {}) }
+    : { ...endpointsStatus(ctx, eps), ...(dpid !== null && consoleAt ? { console: `${consoleAt.host}:${consoleAt.port}` } : {}) };
   return {
     version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,
@@ -144,10 +185,17 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
       service: service?.target ?? null,
       supervisor: { running: spid !== null, pid: spid, since: spid === null ? null : since(supervisorRole(ctx)), spare: spid === null ? null : livePid(ctx, spareRole(ctx)) },
     },
-    endpoints: endpointsStatus(ctx, eps),
+    endpoints,
+    ...(multi ? { hosts: multi.hosts, controller: multi.controller, dcs: multi.dcs } : {}),
     archive,
     backups,
     nodes,
+    slots: primaryOk
+      ? [...primaryOk.slots.values()].map((sl) => {
+          const node = ctx.cfg.nodes.find((n) => slotName(n) === sl.name)?.name ?? null;
+          return { ...sl, kind: sl.name === ARCHIVER_SLOT ? 'archiver' : node ? 'replica' : 'other', node, retained_bytes: sl.restart_lsn ? Number(lsnDiff(primaryOk.lsn, parseLsn(sl.restart_lsn))) : null } as const;
+        })
+      : [],
   };
 }
 
@@ -167,8 +215,8 @@ function endpointsStatus(ctx: ClusterContext, eps: EndpointStats[]): EndpointsSt
   };
 }
 
-function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean): NodeStatus {
-  const base = { name: n.name, host: n.service, port: n.port, data_dir: n.dataDir, pid: postmasterPid(n.dataDir), dsn: nodeDsn(ctx, n) };
+function nodeStatus(ctx: ClusterContext, n: NodeConfig, p: Probe | Error, primary: Probe | null, isFenced: boolean, pid: number | null): NodeStatus {
+  const base = { name: n.name, host: n.host ?? n.service, address: n.service, port: n.port, data_dir: n.dataDir, pid, dsn: nodeDsn(ctx, n) };
   if (p instanceof Error) {
     return { ...base, role: isFenced ? 'fenced' : 'down', reachable: false, timeline: null, lsn: null, receive_lsn: null, lag_bytes: null, lag_seconds: null, upstream: null, slot: null, pending_restart: [], error: p.message };
   }
@@ -200,8 +248,8 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
       if (!inRecovery) {
         const w = await c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile');
         const rep = await c.query<{ application_name: string; lag: number | null }>('SELECT application_name, EXTRACT(epoch FROM replay_lag)::float8 AS lag FROM pg_stat_replication');
-        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null }>(
-          "SELECT slot_name, active, restart_lsn::text, wal_status FROM pg_replication_slots WHERE slot_type = 'physical'",
+        const sl = await c.query<{ slot_name: string; active: boolean; restart_lsn: string | null; wal_status: string | null; safe: string | null }>(
+          "SELECT slot_name, active, restart_lsn::text, wal_status, safe_wal_size::text AS safe FROM pg_replication_slots WHERE slot_type = 'physical'",
         );
         return {
           inRecovery,
@@ -211,7 +259,7 @@ async function probe(ctx: ClusterContext, n: NodeConfig, secrets: NonNullable<Re
           upstream: null,
           pendingRestart: r.rows[0].pending,
           replayLag: new Map(rep.rows.map((x) => [x.application_name, x.lag])),
-          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status }])),
+          slots: new Map(sl.rows.map((x) => [x.slot_name, { name: x.slot_name, active: x.active, restart_lsn: x.restart_lsn, wal_status: x.wal_status, safe_wal_size: x.safe === null ? null : Number(x.safe) }])),
         };
       }
       const s = await c.query<{ replay: string | null; receive: string | null; tli: number | null; ctl_tli: number; host: string | null; port: number | null }>(

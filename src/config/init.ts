@@ -12,6 +12,10 @@ export interface InitOptions {
   readonly portBase?: number;
   readonly binDir?: string;
   readonly cluster?: string;
+  /** 'etcd': a multi-host lab: every node on its own host (a network namespace) with its agent, three etcd members. */
+  readonly dcs?: string;
+  readonly agentPort?: number;
+  readonly etcdPort?: number;
 }
 
 export interface InitResult {
@@ -45,7 +49,9 @@ export async function initConfig(dir: string, opts: InitOptions): Promise<InitRe
   const cluster = opts.cluster ?? (path.basename(path.resolve(dir)).toLowerCase().replace(/[^a-z0-9_-]/g, '-').replace(/^[^a-z]+/, '') || 'main');
   const home = await homeOutOfReach(path.dirname(file), cluster);
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, template(cluster, count, portBase, opts.binDir ?? 'embedded', home?.dir ?? null), { flag: 'wx' });
+  if (opts.dcs !== undefined && opts.dcs !== 'etcd') throw new PgmError('usage', `--dcs must be etcd, not ${opts.dcs}.`, { hint: 'use --dcs etcd, or leave it out for one daemon on this machine.' });
+  const text = template(cluster, count, portBase, opts.binDir ?? 'embedded', home?.dir ?? null);
+  fs.writeFileSync(file, opts.dcs ? multiHost(text, count, opts.agentPort ?? 8008, opts.etcdPort ?? 2379) : text, { flag: 'wx' });
   return { file, portBase, home };
 }
 
@@ -68,6 +74,33 @@ async function findFreePorts(start: number, count: number): Promise<number> {
     if (free) return base;
   }
   throw new PgmError('port.in_use', 'found no free block of ports on 127.0.0.1.', { hint: 'pass --port-base P.' });
+}
+
+/** The lab's multi-host shape: each node on its own host, an agent per host, three etcd members the lab runs itself. */
+function multiHost(text: string, count: number, agentPort: number, etcdPort: number): string {
+  const hosts = Array.from({ length: count }, (_, i) => `  - { name: h${i + 1}, agent: "h${i + 1}:${agentPort}" }`).join('\n');
+  const section = `# Several hosts (a lab on this machine: every host is a network namespace, root only).
+# In the lab the host names below stand for the namespaces' addresses; on real
+# hosts write their addresses (the agent's on the admin network).
+ha:
+  isolation: netns
+  loop_wait: 1s              # the monitor's cycle and the lease renewal
+  failover_timeout: 5s
+
+dcs:
+  etcd:
+    endpoints: [http://e1:${etcdPort}, http://e2:${etcdPort}, http://e3:${etcdPort}]
+    lab_members: true        # the lab runs these three members itself (peer port: client port + 1)
+    ttl: 10s                 # primary and controller leases
+    retry_timeout: 2s        # loop_wait + 2 * retry_timeout must fit in ttl minus max(loop_wait, 1 s)
+
+hosts:
+${hosts}
+
+nodes:
+`;
+  let i = 0;
+  return text.replace('\nnodes:\n', `\n${section}`).replace(/( {2}- name: node\d+\n)/g, (m) => `${m}    host: h${++i}\n`);
 }
 
 function template(cluster: string, count: number, portBase: number, binDir: string, home: string | null): string {

@@ -4,8 +4,8 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { PgmError } from '../errors.js';
-import { configSchema, overrideSchema } from './schema.js';
-import { ENDPOINT_KINDS, type ClusterConfig, type EndpointKind, type ListenAddress, type NodeConfig } from './types.js';
+import { configSchema, overrideSchema, type RawConfig, type RawOverride } from './schema.js';
+import { type ClusterConfig, type HostConfig, type ListenAddress, type NodeConfig } from './types.js';
 
 export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
 
@@ -20,9 +20,11 @@ export function loadConfig(file: string): ClusterConfig {
   const dir = path.dirname(file);
   const home = path.resolve(dir, raw.home ?? '.');
 
+  const overrides: Record<string, RawOverride> = {};
   const nodes = raw.nodes.map((n): NodeConfig => {
     const overrideFile = path.join(dir, `pgmaestro.${n.name}.yaml`);
     const override = fs.existsSync(overrideFile) ? readYaml(overrideFile, overrideSchema) : { settings: {}, tags: undefined };
+    if (fs.existsSync(overrideFile)) overrides[n.name] = override;
     return {
       name: n.name,
       port: n.port,
@@ -36,8 +38,11 @@ export function loadConfig(file: string): ClusterConfig {
       overrideFile,
       overrideKeys: Object.keys(override.settings),
       vipInterface: n.vip_interface ?? null,
+      host: n.host ?? null,
     };
   });
+  const hosts = (raw.hosts ?? []).map((h): HostConfig => ({ name: h.name, agent: splitHostPort(h.agent) }));
+  checkHosts(file, raw, hosts);
 
   checkCrossReferences(file, raw.nodes.map((n) => n.name), nodes, raw.primary);
   checkReplicaMinimums(file, raw.postgres.settings, nodes, raw.primary ?? nodes[0].name);
@@ -61,14 +66,15 @@ export function loadConfig(file: string): ClusterConfig {
     ro: parseListen(raw.endpoints.ro, nodes[0].port + 1001),
     auto: parseListen(raw.endpoints.auto, nodes[0].port + 1002),
   };
-  checkEndpoints(file, endpoints, nodes);
+  const consoleAt = parseListen(raw.endpoints.console === 'off' ? false : raw.endpoints.console, nodes[0].port + 2000);
+  checkListeners(file, nodes, { ...endpoints, console: consoleAt });
   if ((raw.endpoints.tls_cert === undefined) !== (raw.endpoints.tls_key === undefined)) {
     throw new PgmError('config.invalid', `${file}: endpoints.${raw.endpoints.tls_cert === undefined ? 'tls_key' : 'tls_cert'}: set without ${raw.endpoints.tls_cert === undefined ? 'tls_cert' : 'tls_key'}.`, {
       hint: 'set both endpoints.tls_cert and endpoints.tls_key, or neither (then secrets/server.crt and server.key are used when they exist).',
     });
   }
 
-  return {
+  const cfg: ClusterConfig = {
     file,
     dir,
     home,
@@ -94,12 +100,15 @@ export function loadConfig(file: string): ClusterConfig {
       restartFirst: raw.ha.restart_first,
       maximumLagOnFailover: raw.ha.maximum_lag_on_failover,
       autoRejoin: raw.ha.auto_rejoin,
+      autoReclone: raw.ha.auto_reclone,
       quorum: raw.ha.synchronous === 'off' ? null : Number(raw.ha.synchronous.split(' ')[1]),
       isolation: raw.ha.isolation,
       vip: raw.ha.vip ?? null,
+      loopWaitMs: shortDurationMs(raw.ha.loop_wait),
     },
     endpoints: {
       ...endpoints,
+      console: consoleAt,
       maxLagBytes: raw.endpoints.max_lag,
       maxLagSeconds: raw.endpoints.max_lag_seconds,
       roDrainMs: shortDurationMs(raw.endpoints.ro_drain),
@@ -111,7 +120,87 @@ export function loadConfig(file: string): ClusterConfig {
     },
     managerAddresses: [],
     nodes,
+    dcs: raw.dcs
+      ? {
+          kind: 'etcd',
+          etcd: {
+            endpoints: raw.dcs.etcd.endpoints,
+            tls: raw.dcs.etcd.tls ? { ca: path.resolve(dir, raw.dcs.etcd.tls.ca), cert: path.resolve(dir, raw.dcs.etcd.tls.cert), key: path.resolve(dir, raw.dcs.etcd.tls.key) } : null,
+            ttlMs: shortDurationMs(raw.dcs.etcd.ttl),
+            retryTimeoutMs: shortDurationMs(raw.dcs.etcd.retry_timeout),
+            labMembers: raw.dcs.etcd.lab_members,
+          },
+        }
+      : null,
+    hosts,
+    canonical: { config: raw, overrides },
   };
+  checkTiming(file, cfg);
+  return cfg;
+}
+
+function splitHostPort(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  return { host: text.slice(0, i), port: Number(text.slice(i + 1)) };
+}
+
+/** Several hosts: every node names a configured host, host names and agent addresses are unique. */
+function checkHosts(file: string, raw: RawConfig, hosts: HostConfig[]): void {
+  const fail = (keyPath: string, message: string, hint: string) => {
+    throw new PgmError('config.invalid', `${file}: ${keyPath}: ${message}.`, { hint, data: { file, keyPath } });
+  };
+  if (!raw.dcs) {
+    if (raw.hosts) fail('hosts', 'hosts need a dcs section (state and leases in etcd)', 'add dcs: { etcd: { endpoints: [...] } }, or remove hosts to run one daemon on this machine.');
+    const i = raw.nodes.findIndex((n) => n.host !== undefined);
+    if (i >= 0) fail(`nodes[${i}].host`, 'a node host needs a dcs section (state and leases in etcd)', 'add dcs and hosts, or remove nodes[].host.');
+    return;
+  }
+  if (hosts.length === 0) fail('hosts', 'with dcs, the hosts and their agents must be listed', 'add hosts: [{ name: a, agent: 10.0.3.1:8008 }, ...].');
+  hosts.forEach((h, i) => {
+    const j = hosts.findIndex((x) => x.name === h.name);
+    if (j !== i) fail(`hosts[${i}].name`, `host name '${h.name}' is already used by hosts[${j}]`, 'give every host its own name.');
+    const k = hosts.findIndex((x) => x.agent.host === h.agent.host && x.agent.port === h.agent.port);
+    if (k !== i) fail(`hosts[${i}].agent`, `hosts ${hosts[k].name} and ${h.name} have the same agent address`, 'give every agent its own address.');
+  });
+  raw.nodes.forEach((n, i) => {
+    if (n.host === undefined) fail(`nodes[${i}].host`, `node ${n.name} names no host, and with dcs every node runs on one`, `set nodes[${i}].host to one of: ${hosts.map((h) => h.name).join(', ')}.`);
+    if (!hosts.some((h) => h.name === n.host)) fail(`nodes[${i}].host`, `'${n.host}' is not a configured host`, `use one of: ${hosts.map((h) => h.name).join(', ')}, or add it to hosts.`);
+  });
+}
+
+/**
+ * How the clocks compose. A primary's agent renews its lease every loop_wait;
+ * one renewal may take up to retry_timeout. If it cannot renew, it fences its
+ * PostgreSQL at (last renewal sent) + ttl - margin, where margin =
+ * max(loop_wait, 1 s) is the time the fence itself may take; the controller
+ * stops acting by the same rule. So that two renewals can fail before that
+ * happens (Patroni's loop_wait + 2*retry_timeout <= ttl), we require
+ * loop_wait + 2*retry_timeout <= ttl - margin. The monitor needs three failed
+ * probes, one per loop, before a primary is dead: failover_timeout >= 3*loop_wait.
+ */
+function checkTiming(file: string, cfg: ClusterConfig): void {
+  const L = cfg.ha.loopWaitMs;
+  const s = (ms: number) => `${ms / 1000} s`;
+  if (cfg.ha.failoverTimeoutMs < 3 * L) {
+    throw new PgmError('config.invalid', `${file}: ha.failover_timeout: ${s(cfg.ha.failoverTimeoutMs)} is shorter than three monitor cycles (ha.loop_wait ${s(L)}), and a primary is declared dead only after three failed probes.`, {
+      hint: `set ha.failover_timeout to at least ${s(3 * L)}, or shorten ha.loop_wait.`,
+      data: { file, keyPath: 'ha.failover_timeout' },
+    });
+  }
+  if (!cfg.dcs) return;
+  const { ttlMs: T, retryTimeoutMs: R } = cfg.dcs.etcd;
+  const margin = fenceMarginMs(cfg);
+  if (L + 2 * R > T - margin) {
+    throw new PgmError('config.invalid', `${file}: dcs.etcd.ttl: ${s(T)} is unsafe with ha.loop_wait ${s(L)} and dcs.etcd.retry_timeout ${s(R)}: loop_wait + 2 * retry_timeout (${s(L + 2 * R)}) must not exceed ttl minus the fencing margin of ${s(margin)} (${s(T - margin)}), or a primary would fence itself after a single slow etcd request.`, {
+      hint: `raise dcs.etcd.ttl to at least ${s(L + 2 * R + margin)}, or shorten ha.loop_wait or dcs.etcd.retry_timeout.`,
+      data: { file, keyPath: 'dcs.etcd.ttl' },
+    });
+  }
+}
+
+/** How long before its lease can expire a primary fences itself (and a controller stops acting): max(loop_wait, 1 s). */
+export function fenceMarginMs(cfg: ClusterConfig): number {
+  return Math.max(cfg.ha.loopWaitMs, 1000);
 }
 
 /** '500ms', '5s' in milliseconds. */
@@ -127,22 +216,22 @@ function parseListen(text: string | false | undefined, defaultPort: number): Lis
   return { host: text.slice(0, i), port: Number(text.slice(i + 1)) };
 }
 
-/** Endpoints on real ports, none sharing an address with another endpoint or a node. */
-function checkEndpoints(file: string, eps: Record<EndpointKind, ListenAddress | null>, nodes: NodeConfig[]): void {
-  const seen: { what: string; host: string; port: number }[] = nodes.map((n) => ({ what: `node ${n.name}`, host: n.service, port: n.port }));
-  for (const kind of ENDPOINT_KINDS) {
-    const a = eps[kind];
-    if (!a) continue;
-    if (a.port < 1 || a.port > 65535) {
-      throw new PgmError('config.invalid', `${file}: endpoints.${kind}: port ${a.port} is not a TCP port.`, { hint: 'use a port from 1 to 65535.' });
+/** The daemon's listeners must be valid ports and must not share a port with each other or with a node on the same address. */
+function checkListeners(file: string, nodes: readonly NodeConfig[], listeners: Record<string, { host: string; port: number } | null>): void {
+  const seen: { key: string; host: string; port: number }[] = nodes.map((n) => ({ key: `node ${n.name}`, host: n.service, port: n.port }));
+  for (const [key, at] of Object.entries(listeners)) {
+    if (!at) continue;
+    if (!Number.isInteger(at.port) || at.port < 1 || at.port > 65535) {
+      throw new PgmError('config.invalid', `${file}: endpoints.${key}: port ${at.port} is not a port number.`, { hint: 'use host:port with a port from 1 to 65535.', data: { file, keyPath: `endpoints.${key}` } });
     }
-    const clash = seen.find((s) => s.port === a.port && (s.host === a.host || s.host === '0.0.0.0' || a.host === '0.0.0.0'));
+    const clash = seen.find((s) => s.port === at.port && (s.host === at.host || s.host === '0.0.0.0' || at.host === '0.0.0.0'));
     if (clash) {
-      throw new PgmError('config.invalid', `${file}: endpoints.${kind}: ${a.host}:${a.port} is already used by ${clash.what}.`, {
-        hint: `give endpoints.${kind} a port of its own, or set it to false to disable it.`,
+      throw new PgmError('config.invalid', `${file}: endpoints.${key}: ${at.host}:${at.port} is also ${clash.key.startsWith('node ') ? clash.key : `the ${clash.key} endpoint`}'s port.`, {
+        hint: `give endpoints.${key} a port of its own.`,
+        data: { file, keyPath: `endpoints.${key}` },
       });
     }
-    seen.push({ what: `endpoints.${kind}`, host: a.host, port: a.port });
+    seen.push({ key, host: at.host, port: at.port });
   }
 }
 
@@ -163,6 +252,7 @@ function checkCrossReferences(file: string, names: string[], nodes: NodeConfig[]
   });
   nodes.forEach((n, i) => {
     nodes.slice(0, i).forEach((m, j) => {
+      if (n.host !== null && m.host !== null && n.host !== m.host) return; // separate machines share no port or directory
       const sharedHost = n.service === m.service || n.replication === m.replication || n.admin === m.admin;
       if (n.port === m.port && sharedHost) {
         fail(`nodes[${i}].port`, `nodes ${m.name} and ${n.name} both use port ${n.port} on the same address`, `give ${n.name} another port (for example ${n.port + 1 + i}).`);

@@ -11,6 +11,16 @@ import type { ClusterConfig, NodeConfig } from './types.js';
  */
 
 export const NODE_CONF = 'pgmaestro.node.conf';
+
+/**
+ * The baseline bound on what one replication slot may hold back on the
+ * primary. 2 GB is 128 segments: a replica down for a maintenance hour at a
+ * sustained 0.5 MB/s of WAL keeps its slot, while the worst case (several
+ * dead slots) stays a known amount of disk rather than all of it. Past it
+ * the replica is rebuilt (ha.auto_reclone), which costs one copy of the
+ * database instead of a primary that stops with a full disk.
+ */
+export const SLOT_BOUND = '2GB';
 export const STANDBY_CONF = 'pgmaestro.standby.conf';
 const HEADER = '# Written by pgmaestro from pgmaestro.yaml; edit that file, not this one: changes here are overwritten.\n';
 
@@ -22,6 +32,8 @@ export function renderSharedConf(cfg: ClusterConfig, major: number): string {
     hot_standby: true,
     hot_standby_feedback: true,
     wal_log_hints: true,
+    // a dead replica or a stopped archiver may hold back at most this much WAL (README, "Slots")
+    max_slot_wal_keep_size: SLOT_BOUND,
     password_encryption: 'scram-sha-256',
     unix_socket_directories: '',
     logging_collector: true,

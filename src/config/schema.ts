@@ -17,6 +17,9 @@ const address = z
 
 const port = z.number().int().min(1).max(65535);
 
+const hostName = z.string().regex(/^[a-z][a-z0-9]{0,9}$/, 'lower-case letters and digits, starting with a letter, at most 10 characters');
+const hostPort = z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port');
+
 export const tagsSchema = z
   .object({
     nofailover: z.boolean().default(false).describe('never promote this node'),
@@ -35,6 +38,7 @@ export const nodeSchema = z
     settings: settingsSchema.default({}).describe('settings that override the shared ones on this node only'),
     tags: tagsSchema.default({ nofailover: false, priority: 100 }),
     vip_interface: z.string().optional().describe('network interface that carries the virtual IP on this node'),
+    host: hostName.optional().describe('the host (hosts[].name) whose agent controls this node; required with dcs'),
   })
   .strict();
 
@@ -81,6 +85,7 @@ export const haSchema = z
     restart_first: z.boolean().default(true).describe('restart a crashed primary in place (host reachable) before promoting'),
     maximum_lag_on_failover: z.number().int().min(0).default(1048576).describe('bytes: a replica further behind is never promoted'),
     auto_rejoin: z.boolean().default(false).describe('rebuild an old primary as a replica automatically after a failover'),
+    auto_reclone: z.boolean().default(true).describe("rebuild a replica whose replication slot was lost (it can never stream again otherwise); off: up says so and rejoin does it"),
     synchronous: z
       .string()
       .regex(/^(off|quorum [1-9])$/, "'off' or 'quorum N'")
@@ -88,6 +93,37 @@ export const haSchema = z
       .describe("'quorum N': a commit is acknowledged once N replicas have it; failover then only promotes a replica holding every acknowledged commit"),
     isolation: z.enum(['none', 'netns']).default('none').describe("lab only (root): 'netns' runs each node in its own network namespace"),
     vip: z.string().optional().describe('virtual IP (CIDR) moved to the primary host: ip addr add + gratuitous ARP'),
+    loop_wait: seconds.default('1s').describe("the monitor's cycle: probes, decision, lease renewal"),
+  })
+  .strict();
+
+export const hostSchema = z
+  .object({
+    name: hostName,
+    agent: hostPort.describe("the agent's address on the admin network (HTTPS, mutual TLS)"),
+  })
+  .strict();
+
+export const etcdSchema = z
+  .object({
+    endpoints: z
+      .array(z.string().regex(/^https?:\/\/[0-9A-Za-z.:-]+:\d{1,5}$/, 'http(s)://host:port'))
+      .min(1)
+      .describe('client URLs of the etcd members (v3 API)'),
+    tls: z
+      .object({ ca: z.string(), cert: z.string(), key: z.string() })
+      .strict()
+      .optional()
+      .describe("TLS for etcd itself (files; relative paths are relative to the config file)"),
+    ttl: seconds.default('10s').describe('primary and controller leases: a primary cut off from etcd refuses writes before this runs out, and nobody is promoted before it has'),
+    retry_timeout: seconds.default('2s').describe('how long one etcd request may take before it counts as failed'),
+    lab_members: z.boolean().default(false).describe("lab only (ha.isolation: netns): up runs one etcd member per endpoint, in a lab host named by the endpoint's host"),
+  })
+  .strict();
+
+export const dcsSchema = z
+  .object({
+    etcd: etcdSchema,
   })
   .strict();
 
@@ -108,6 +144,10 @@ export const endpointsSchema = z
     pool_size: z.number().int().min(1).max(1000).default(20).describe('auto: server connections per user, database and node'),
     tls_cert: z.string().optional().describe('auto: PEM server certificate offered to clients that ask for TLS (default: secrets/server.crt when it exists)'),
     tls_key: z.string().optional().describe('auto: PEM private key of tls_cert (default: secrets/server.key)'),
+    console: z
+      .union([z.string().regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'"), z.literal(false)])
+      .optional()
+      .describe("web console and /metrics (default: 127.0.0.1 and the first node port + 2000); 'off' (or false) disables it"),
   })
   .strict();
 
@@ -125,7 +165,9 @@ export const configSchema = z
       .default(['127.0.0.1/32'])
       .describe('networks allowed to connect to databases (pg_hba.conf); replication is always limited to the nodes'),
     postgres: postgresSchema.default({ bin_dir: 'embedded', os_user: 'postgres', superuser: 'postgres', replication_user: 'replicator', settings: {} }),
-    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, synchronous: 'off', isolation: 'none' }),
+    ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, auto_reclone: true, synchronous: 'off', isolation: 'none', loop_wait: '1s' }),
+    dcs: dcsSchema.optional().describe('several hosts: state and leases in etcd, one agent per host (without it: one daemon, state on local disk)'),
+    hosts: z.array(hostSchema).optional().describe('the hosts the nodes run on, each with its agent; required with dcs'),
     endpoints: endpointsSchema.default({ max_lag: 16777216, max_lag_seconds: 10, ro_drain: '10s', ro_fallback: 'primary', hold: '10s', pool_size: 20 }),
     backup: backupSchema.default({ repository: 'backups', compression: 'none', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
     nodes: z.array(nodeSchema).min(1),
@@ -142,4 +184,5 @@ export const overrideSchema = z
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawNode = z.infer<typeof nodeSchema>;
+export type RawOverride = z.infer<typeof overrideSchema>;
 export type Settings = z.infer<typeof settingsSchema>;

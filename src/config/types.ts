@@ -17,6 +17,31 @@ export interface NodeConfig {
   /** The settings that came from the override file (they win over the inline ones). */
   readonly overrideKeys: readonly string[];
   readonly vipInterface: string | null;
+  /** The host whose agent controls the node (multi-host); null without dcs. */
+  readonly host: string | null;
+}
+
+/** A host of a multi-host cluster: where its agent listens (HTTPS, mutual TLS). */
+export interface HostConfig {
+  readonly name: string;
+  readonly agent: { readonly host: string; readonly port: number };
+}
+
+export interface EtcdConfig {
+  readonly endpoints: readonly string[];
+  /** Absolute paths; null: plain HTTP to etcd. */
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string } | null;
+  /** Primary and controller leases. */
+  readonly ttlMs: number;
+  /** One etcd request's timeout. */
+  readonly retryTimeoutMs: number;
+  /** Lab only: up runs the members itself, one per endpoint, in lab hosts named by the endpoints. */
+  readonly labMembers: boolean;
+}
+
+export interface DcsConfig {
+  readonly kind: 'etcd';
+  readonly etcd: EtcdConfig;
 }
 
 export interface BackupConfig {
@@ -37,10 +62,13 @@ export interface HaConfig {
   readonly restartFirst: boolean;
   readonly maximumLagOnFailover: number;
   readonly autoRejoin: boolean;
+  readonly autoReclone: boolean;
   /** null when off. */
   readonly quorum: number | null;
   readonly isolation: 'none' | 'netns';
   readonly vip: string | null;
+  /** The monitor's cycle (probes, decision, lease renewal). */
+  readonly loopWaitMs: number;
 }
 
 export interface ListenAddress {
@@ -65,6 +93,8 @@ export interface EndpointsConfig {
   /** Absolute paths; null when the option is unset (then the cluster's secrets/server.{crt,key} are used when present). */
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
+  /** Where the daemon serves the web console and /metrics; null when `endpoints.console: off`. */
+  readonly console: ListenAddress | null;
 }
 
 export interface ClusterConfig {
@@ -87,4 +117,12 @@ export interface ClusterConfig {
   readonly managerAddresses: readonly string[];
   readonly endpoints: EndpointsConfig;
   readonly nodes: readonly NodeConfig[];
+  /** Several hosts: state and leases in etcd; null in the single-daemon mode. */
+  readonly dcs: DcsConfig | null;
+  readonly hosts: readonly HostConfig[];
+  /**
+   * The configuration as written (defaults applied, paths as in the file) and
+   * every node's override file: what every host must agree on, compared by checksum.
+   */
+  readonly canonical: Readonly<Record<string, unknown>>;
 }

@@ -221,11 +221,7 @@ class Supervisor {
   }
 
   private event(sentence: string): void {
-    try {
-      recordEvent(this.ctx, `supervisor: ${sentence}`);
-    } catch {
-      // the process log has it
-    }
+    recordEvent(this.ctx, `supervisor: ${sentence}`).catch(() => undefined); // the process log has it
     this.log(sentence);
   }
 }

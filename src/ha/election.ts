@@ -150,6 +150,27 @@ export function electCandidate(
   return { ...base, winner: w, reason: `${w.name} ${most} at ${formatLsn(w.receiveLsn!)}${tieBreak(w, a.eligible)}`, unsafe: false };
 }
 
+/**
+ * The check made once the old primary is fenced, right before promoting:
+ * the election ran on positions seen before the fence, while the old
+ * primary might still have been sending WAL (and, in synchronous mode,
+ * having commits acknowledged by one replica only). With the old primary
+ * stopped the positions are final, so the election runs again on them: the
+ * chosen replica stays unless another now holds more (a tie keeps it); in
+ * synchronous mode nobody is promoted while too few replicas answer to know
+ * who holds every acknowledged commit. Pure.
+ */
+export function confirmCandidate(nodes: readonly NodeObservation[], policy: HaPolicy, primaryName: string, chosen: string): { readonly to: string | null; readonly sentence: string | null } {
+  const e = electCandidate(nodes, policy, primaryName, null);
+  if (e.unsafe) return { to: null, sentence: e.reason };
+  const c = nodes.find((n) => n.name === chosen);
+  const chosenOk = !!c && positioned(c) && !e.rejected.some((r) => r.node === chosen);
+  if (!e.winner) return chosenOk ? { to: chosen, sentence: null } : { to: null, sentence: e.reason };
+  if (e.winner.name === chosen || (chosenOk && c!.receiveLsn! >= e.winner.receiveLsn!)) return { to: chosen, sentence: null };
+  const was = c && c.receiveLsn !== null ? ` (${chosen} is at ${formatLsn(c.receiveLsn)})` : chosenOk ? '' : ` (${chosen} ${e.rejected.find((r) => r.node === chosen)?.why ?? 'does not answer'})`;
+  return { to: e.winner.name, sentence: `promoting ${e.winner.name} instead of ${chosen}: once the old primary was fenced, ${e.reason}${was}` };
+}
+
 // ---- operator commands -------------------------------------------------------
 
 export type Refusal = 'unknown' | 'primary' | 'primary_down' | 'not_streaming' | 'no_candidate' | 'unsafe' | RejectReason;

@@ -11,12 +11,10 @@ import { nextState } from '../cluster/state.js';
  */
 export const HOLD_LIMIT_MS = 180_000;
 
-export function holdNewConnections(ctx: ClusterContext, reason: string): void {
-  const st = ctx.store.read();
-  if (st) ctx.store.write(nextState(st, { hold: { reason, until: new Date(Date.now() + HOLD_LIMIT_MS).toISOString() } }));
+export async function holdNewConnections(ctx: ClusterContext, reason: string): Promise<void> {
+  await ctx.store.update(ctx.group, (st) => (st ? nextState(st, { hold: { reason, until: new Date(Date.now() + HOLD_LIMIT_MS).toISOString() } }) : null));
 }
 
-export function releaseHold(ctx: ClusterContext): void {
-  const st = ctx.store.read();
-  if (st?.hold) ctx.store.write(nextState(st, { hold: null }));
+export async function releaseHold(ctx: ClusterContext): Promise<void> {
+  await ctx.store.update(ctx.group, (st) => (st?.hold ? nextState(st, { hold: null }) : null));
 }

@@ -97,6 +97,22 @@ export interface Snapshot {
   readonly policy: HaPolicy;
   /** Every configured node, exactly once. */
   readonly nodes: readonly NodeObservation[];
+  /** Multi-host only (state in etcd): what the leases say; absent in the single-daemon mode. */
+  readonly leases?: LeaseObservation;
+}
+
+/**
+ * The primary lease, as the controller sees it. The primary's agent renews it
+ * and fences its PostgreSQL before it can expire; cut off from etcd but able to
+ * reach every other agent, it keeps serving (failsafe) and tells them so.
+ */
+export interface LeaseObservation {
+  /** The node holding the group's primary lease, null when nobody does. */
+  readonly primaryHolder: string | null;
+  /** The lease's time to live. */
+  readonly ttlMs: number;
+  /** How long ago the cluster primary's agent last reached another agent directly while cut off from etcd; null when it did not. */
+  readonly failsafeAgeMs: number | null;
 }
 
 /** Per node: the current run of unanswered probes. */

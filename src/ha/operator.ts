@@ -21,7 +21,7 @@ export async function failoverCommand(ctx: ClusterContext, to: string | null, ho
   const snap = await snapshot(ctx);
   const check = checkManualFailover(snap.nodes, snap.policy, snap.primary, to);
   if (!check.ok) throw new PgmError('usage', `${check.sentence}.`, { hint: `${check.hint}.` });
-  return failover(ctx, requireSecrets(ctx), { kind: 'failover', from: snap.primary, to: check.target.name, reason: `forced by the operator (${check.sentence})` }, hooks, log);
+  return failover(ctx, requireSecrets(ctx), { kind: 'failover', from: snap.primary, to: check.target.name, reason: `forced by the operator (${check.sentence})`, elected: to === null }, hooks, log);
 }
 
 export async function rejoinCommand(ctx: ClusterContext, node: string, log: (s: string) => void): Promise<string> {

@@ -72,3 +72,50 @@ export function remember(s: Snapshot, m: Memory): Memory {
 
   return { primary: s.primary, nodes, wal, heard, restart };
 }
+
+/**
+ * The memory as another process can take it over: every moment as an age at
+ * the time it was written. A controller that takes over reads the ages as of
+ * its own now, so the time that passed between the two is never counted —
+ * a failure seems to have begun later, a sign of life to be fresher, than
+ * they were. That delays a failover a little and never hastens one, and it
+ * needs no agreement between the hosts' clocks.
+ */
+export interface PortableMemory {
+  readonly primary: string | null;
+  readonly nodes: Readonly<Record<string, { readonly failingForMs: number | null; readonly failures: number; readonly lastAnswerAgoMs: number | null }>>;
+  readonly wal: { readonly lsn: string; readonly advancedAgoMs: number | null } | null;
+  readonly heard: { readonly by: string; readonly agoMs: number } | null;
+  readonly restart: { readonly node: string; readonly agoMs: number; readonly backAgoMs: number | null } | null;
+}
+
+export function portableMemory(m: Memory, now: number): PortableMemory {
+  const ago = (t: number | null) => (t === null ? null : Math.max(0, now - t));
+  const nodes: Record<string, PortableMemory['nodes'][string]> = {};
+  for (const [name, n] of Object.entries(m.nodes)) nodes[name] = { failingForMs: ago(n.failingSince), failures: n.failures, lastAnswerAgoMs: ago(n.lastAnswerAt) };
+  return {
+    primary: m.primary,
+    nodes,
+    wal: m.wal && { lsn: m.wal.lsn.toString(), advancedAgoMs: ago(m.wal.advancedAt) },
+    heard: m.heard && { by: m.heard.by, agoMs: ago(m.heard.at)! },
+    restart: m.restart && { node: m.restart.node, agoMs: ago(m.restart.at)!, backAgoMs: ago(m.restart.backAt) },
+  };
+}
+
+export function adoptMemory(p: PortableMemory, now: number): Memory {
+  const at = (ago: number | null) => (ago === null ? null : now - ago);
+  const nodes: Record<string, NodeMemory> = {};
+  for (const [name, n] of Object.entries(p.nodes)) nodes[name] = { failingSince: at(n.failingForMs), failures: n.failures, lastAnswerAt: at(n.lastAnswerAgoMs) };
+  return {
+    primary: p.primary,
+    nodes,
+    wal: p.wal && { lsn: BigInt(p.wal.lsn), advancedAt: at(p.wal.advancedAgoMs) },
+    heard: p.heard && { by: p.heard.by, at: now - p.heard.agoMs },
+    restart: p.restart && { node: p.restart.node, at: now - p.restart.agoMs, backAt: at(p.restart.backAgoMs) },
+  };
+}
+
+/** Whether the memory holds anything a controller taking over needs: a failure under way or a restart awaited. */
+export function worthHandingOver(m: Memory): boolean {
+  return Object.values(m.nodes).some((n) => n.failingSince !== null) || (m.restart !== null && m.restart.backAt === null);
+}

@@ -132,6 +132,25 @@ function silent(s: Snapshot, m: Memory, p: NodeObservation): Decision {
   return promoteOrHold(s, m, p, `${what}${history}`);
 }
 
+/**
+ * Multi-host: a primary whose agent we cannot ask (its host is not
+ * inspectable) may still be serving clients on its side of a partition. Its
+ * lease says until when: nobody is promoted while it is held, nor while its
+ * agent still reaches the other agents directly (failsafe). A reachable agent
+ * is told to fence and releases the lease itself, so it is no reason to wait.
+ */
+function leaseHold(s: Snapshot, p: NodeObservation, reason: string): string | null {
+  const l = s.leases;
+  if (!l) return null;
+  if (l.failsafeAgeMs !== null && l.failsafeAgeMs < l.ttlMs)
+    return `no failover: ${reason}, but its agent reached every other agent ${seconds(l.failsafeAgeMs)} ago while cut off from etcd (failsafe)`;
+  if (l.primaryHolder === p.name && p.postmasterAlive === null)
+    return `no failover: ${reason}, but it still holds its primary lease; its agent fences it before the lease can expire`;
+  if (l.primaryHolder !== null && l.primaryHolder !== p.name)
+    return `no failover: ${reason}, but ${l.primaryHolder} holds the primary lease`;
+  return null;
+}
+
 /** A postmaster known dead on a host that answers: restarting in place is possible. */
 const crashed = (p: NodeObservation): boolean => p.hostReachable && p.postmasterAlive === false;
 
@@ -153,6 +172,8 @@ function restart(s: Snapshot, m: Memory, p: NodeObservation, why: string): Decis
 
 /** The primary is gone (`reason`): promote the elected replica, or say why nobody can take over. */
 function promoteOrHold(s: Snapshot, m: Memory, p: NodeObservation, reason: string): Decision {
+  const held = leaseHold(s, p, reason);
+  if (held) return { action: { kind: 'wait', node: p.name }, sentence: held, memory: m };
   const e = electCandidate(s.nodes, s.policy, p.name, m.wal?.lsn ?? null);
   if (e.winner)
     return {

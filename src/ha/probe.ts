@@ -1,9 +1,9 @@
 import net from 'node:net';
 import pg from 'pg';
 import type { NodeConfig } from '../config/types.js';
-import { postmasterPid } from '../postgres/control.js';
 import { parseLsn } from '../postgres/lsn.js';
 import type { ClusterContext } from '../cluster/context.js';
+import type { NodeInspection } from '../cluster/node-control.js';
 import type { Secrets } from '../cluster/secrets.js';
 import type { NodeObservation } from './observations.js';
 
@@ -19,12 +19,15 @@ const TCP_MS = 1000;
  * receiver's state. On the primary the probe also commits an empty
  * transaction: a heartbeat in the WAL, so replicas hear an idle primary.
  */
-export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Secrets, fenced: boolean): Promise<NodeObservation> {
-  const hostReachable = await tcpAnswers(node.admin, node.port);
+export async function observe(ctx: ClusterContext, node: NodeConfig, secrets: Secrets, fenced: boolean, inspection?: NodeInspection): Promise<NodeObservation> {
+  const [tcp, host] = await Promise.all([tcpAnswers(node.admin, node.port), inspection ?? ctx.control(node).inspect()]);
+  // Locally, the pid is known whatever the network says; a lab host cut off the
+  // bridge must still look unreachable, so a local answer alone proves nothing.
+  const hostReachable = tcp || (host.reachable && ctx.control(node).kind === 'remote');
   const base = {
     name: node.name,
     hostReachable,
-    postmasterAlive: hostReachable ? postmasterPid(node.dataDir) !== null : null,
+    postmasterAlive: hostReachable && host.reachable ? host.pid !== null : null,
     nofailover: node.nofailover,
     priority: node.priority,
     fenced,

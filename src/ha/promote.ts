@@ -1,9 +1,7 @@
 import type { NodeConfig } from '../config/types.js';
 import { slotName } from '../config/render.js';
 import { PgmError } from '../errors.js';
-import { pgReload, postmasterRunning } from '../postgres/control.js';
 import { withClient } from '../postgres/sql.js';
-import { writeNodeFiles } from '../cluster/configure.js';
 import { adminTarget, type ClusterContext } from '../cluster/context.js';
 import type { Secrets } from '../cluster/secrets.js';
 
@@ -39,9 +37,7 @@ export async function ensureSlots(ctx: ClusterContext, primary: NodeConfig, secr
   });
 }
 
-/** Re-points a running replica at `primary` (primary_conninfo reloads without restart since PostgreSQL 13). */
+/** Re-points a replica at `primary` (primary_conninfo reloads without restart since PostgreSQL 13). */
 export async function repoint(ctx: ClusterContext, node: NodeConfig, primary: NodeConfig): Promise<boolean> {
-  const changed = writeNodeFiles(ctx, node, { kind: 'replica', upstream: primary });
-  if (changed && postmasterRunning(node.dataDir)) await pgReload(ctx.bins, ctx.user, node.dataDir);
-  return changed;
+  return (await ctx.control(node).configure({ kind: 'replica', upstream: primary.name })).outcome !== 'unchanged';
 }

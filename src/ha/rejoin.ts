@@ -1,19 +1,10 @@
-import fs from 'node:fs';
 import { PgmError } from '../errors.js';
-import { pgStop, postmasterRunning } from '../postgres/control.js';
-import { run } from '../postgres/exec.js';
-import { firstCause, keepOutput } from '../postgres/tool-failure.js';
-import { cloneReplica } from '../cluster/clone.js';
-import { writeNodeFiles } from '../cluster/configure.js';
-import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
-import { withClient } from '../postgres/sql.js';
-import { readMarker, writeMarker } from '../cluster/datadir.js';
-import { startNode } from '../cluster/lifecycle.js';
+import { currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
-import { readSystemIdentifier } from '../postgres/control.js';
 import { ensureSlots } from './promote.js';
+import { recreateSlot, replicasWithLostSlots } from './slots.js';
 
 /**
  * `pgmaestro rejoin NODE`: rebuild a node (typically an old primary) as a
@@ -23,58 +14,31 @@ import { ensureSlots } from './promote.js';
  */
 export async function rejoin(ctx: ClusterContext, secrets: Secrets, nodeName: string, log: (line: string) => void): Promise<string> {
   const node = findNode(ctx.cfg, nodeName);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   if (node.name === primary.name) {
     throw new PgmError('usage', `${node.name} is the current primary; only another node can rejoin it.`, { hint: 'name a replica or a fenced old primary.' });
   }
+  const control = ctx.control(node);
 
-  // 1. stop it, whatever it is doing
-  if (postmasterRunning(node.dataDir)) await pgStop(ctx.bins, ctx.user, node.dataDir, 'fast', 60);
+  // 1. stop it, whatever it is doing; a lost slot is made anew (and rules out a rewind: WAL it needs is gone)
+  await control.stop('fast', 60);
+  const slotLost = (await replicasWithLostSlots(ctx, primary, secrets)).includes(node.name);
+  if (slotLost) {
+    await recreateSlot(ctx, primary, node, secrets);
+    log(`${node.name}: its slot on ${primary.name} was lost; made a new one, and it is cloned afresh`);
+  }
   await ensureSlots(ctx, primary, secrets);
 
-  // 2. rewind, or clone afresh
-  let how: string;
-  const rewind = ctx.bins.tool('pg_rewind');
-  const rewound = rewind && fs.existsSync(node.dataDir) ? await tryRewind(ctx, secrets, rewind, node.dataDir, primary, log) : false;
-  if (rewound) {
-    how = 'pg_rewind';
-    writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
-  } else {
-    const aside = `${node.dataDir}.before-rejoin-${new Date().toISOString().replace(/[-:.]/g, '')}`;
-    if (fs.existsSync(node.dataDir)) {
-      fs.renameSync(node.dataDir, aside);
-      if (fs.existsSync(`${node.dataDir}_tablespaces`)) fs.renameSync(`${node.dataDir}_tablespaces`, `${aside}_tablespaces`);
-      log(`${node.name}: old data kept in ${aside}`);
-    }
-    await cloneReplica(ctx, node, primary, secrets, log);
-    how = 'a fresh clone';
-  }
-  if (readMarker(node.dataDir)?.node !== node.name) writeMarker(node.dataDir, ctx.cfg, node, readSystemIdentifier(node.dataDir)!, ctx.user);
+  // 2. on its host: rewind, or clone afresh
+  const { how, log: lines } = await control.rebuild(primary.name, { fresh: slotLost });
+  for (const l of lines) log(l);
 
-  // 3. start it as a replica of the primary and wait until it streams
-  writeNodeFiles(ctx, node, { kind: 'replica', upstream: primary });
-  await startNode(ctx, node);
+  // 3. it is a replica now: unfenced before it streams, so that from its first
+  //    acknowledgement of a synchronous commit the election counts it; then
+  //    start it and wait until it streams
+  await control.configure({ kind: 'replica', upstream: primary.name });
+  await ctx.store.update(ctx.group, (st) => (st && st.fenced.includes(node.name) ? nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }) : null));
+  await control.start();
   await waitHealthy(ctx, primary, [node], secrets, 120_000);
-  const st = ctx.store.read();
-  if (st) ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== node.name) }));
   return `${node.name} rejoined as a replica of ${primary.name} through ${how}`;
-}
-
-async function tryRewind(ctx: ClusterContext, secrets: Secrets, tool: string, dataDir: string, primary: ReturnType<typeof findNode>, log: (line: string) => void): Promise<boolean> {
-  // pg_rewind reads the source's timeline from its control file, which a
-  // fresh promotion updates only at its next checkpoint.
-  await withClient(adminTarget(ctx, primary, secrets), (c) => c.query('CHECKPOINT'));
-  const source = `host=${primary.admin} port=${primary.port} user=${ctx.cfg.superuser} dbname=postgres`;
-  const r = await run(tool, ['--target-pgdata', dataDir, '--source-server', source], {
-    user: ctx.user,
-    env: { PGPASSFILE: ctx.paths.superuserPassfile },
-    timeoutMs: 3600_000,
-  });
-  if (r.code === 0) {
-    log(`pg_rewind: ${(r.stdout + r.stderr).trim().split('\n').slice(-2).join(' / ')}`);
-    return true;
-  }
-  const kept = keepOutput(ctx.paths.logsDir, 'pg_rewind', r.stderr + r.stdout);
-  log(`pg_rewind could not rewind ${dataDir} (${firstCause(r.stderr + r.stdout)}${kept ? `; full output in ${kept}` : ''}); cloning afresh instead`);
-  return false;
 }

@@ -1,12 +1,10 @@
 import type { NodeConfig } from '../config/types.js';
 import { REPLICA_MINIMUMS } from '../config/load.js';
 import { PgmError } from '../errors.js';
-import { pgStop, postmasterRunning } from '../postgres/control.js';
 import { parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
 import { waitHealthy } from '../cluster/health.js';
-import { startNode } from '../cluster/lifecycle.js';
 import type { Secrets } from '../cluster/secrets.js';
 import type { PrimaryHooks } from './failover.js';
 import { holdNewConnections, releaseHold } from './hold.js';
@@ -19,6 +17,11 @@ export interface RestartOptions {
   readonly pending: boolean;
   /** How the primary restarts: by a switchover (the default when a replica can take over) or in place. */
   readonly primary: 'switchover' | 'in-place' | 'auto';
+}
+
+/** Restart options as a request carries them (the daemon's control socket, an agent's API). */
+export function restartOptions(b: Record<string, unknown>): RestartOptions {
+  return { nodes: Array.isArray(b.nodes) ? b.nodes.map(String) : [], pending: b.pending === true, primary: b.primary === 'in-place' || b.primary === 'switchover' ? b.primary : 'auto' };
 }
 
 interface NodeView {
@@ -70,20 +73,33 @@ export function restartPlan(views: readonly NodeView[], primaryName: string, opt
 export async function rollingRestart(ctx: ClusterContext, secrets: Secrets, opts: RestartOptions, hooks: PrimaryHooks, log: (line: string) => void): Promise<string> {
   for (const n of opts.nodes) findNode(ctx.cfg, n);
   const fenced = new Set((await ctx.store.read())?.fenced ?? []);
-  const primaryName = currentPrimaryName(ctx);
+  const primaryName = await currentPrimaryName(ctx);
+  const isRunning = async (n: NodeConfig) => (await ctx.control(n).inspect()).pid !== null;
+  const runningNodes = async (nodes: readonly NodeConfig[]) => {
+    const up = await Promise.all(nodes.map(isRunning));
+    return nodes.filter((_, i) => up[i]);
+  };
   for (const n of opts.nodes) {
     const node = findNode(ctx.cfg, n);
     if (fenced.has(n)) throw new PgmError('usage', `${n} is fenced since a failover; a restart would not bring it back.`, { hint: `rebuild it with pgmaestro rejoin ${n}.` });
-    if (!postmasterRunning(node.dataDir)) throw new PgmError('node.down', `${n} is not running, so there is nothing to restart.`, { hint: 'start it with pgmaestro up.' });
+    if (!(await isRunning(node))) throw new PgmError('node.down', `${n} is not running, so there is nothing to restart.`, { hint: 'start it with pgmaestro up.' });
   }
 
   // 1. observe: who is what, what waits for a restart, how far each replica has replayed
-  const running = ctx.cfg.nodes.filter((n) => !fenced.has(n.name) && postmasterRunning(n.dataDir));
+  const running = await runningNodes(ctx.cfg.nodes.filter((n) => !fenced.has(n.name)));
   const views = await Promise.all(running.map((n) => view(ctx, n, secrets)));
   const plan = restartPlan(views, primaryName, opts, (node, name) => configuredInt(ctx, node, name));
   if (plan.order.length === 0) return opts.pending ? 'no node has settings waiting for a restart' : 'no running node to restart';
   const primary = findNode(ctx.cfg, primaryName);
-  const replicasOf = () => ctx.cfg.nodes.filter((n) => n.name !== currentPrimaryName(ctx) && !fenced.has(n.name) && postmasterRunning(n.dataDir));
+  const replicasOf = async () => {
+    const now = await currentPrimaryName(ctx);
+    return runningNodes(ctx.cfg.nodes.filter((n) => n.name !== now && !fenced.has(n.name)));
+  };
+  /** A restart through the node's control: on its own host, whichever host this runs on. */
+  const restartNode = async (n: NodeConfig) => {
+    await ctx.control(n).stop('fast', 120);
+    await ctx.control(n).start();
+  };
 
   // 2. restart, one node at a time
   const done: string[] = [];
@@ -92,9 +108,8 @@ export async function rollingRestart(ctx: ClusterContext, secrets: Secrets, opts
     const why = v.pending.length > 0 ? ` for ${v.pending.join(', ')}` : '';
     try {
       if (n.name !== primaryName) {
-        await pgStop(ctx.bins, ctx.user, n.dataDir, 'fast', 120);
-        await startNode(ctx, n);
-        await waitHealthy(ctx, findNode(ctx.cfg, currentPrimaryName(ctx)), [n], secrets, 120_000);
+        await restartNode(n);
+        await waitHealthy(ctx, findNode(ctx.cfg, await currentPrimaryName(ctx)), [n], secrets, 120_000);
         log(`${n.name}: restarted${why}; streaming again`);
         done.push(n.name);
       } else if (plan.how === 'switchover') {
@@ -103,16 +118,15 @@ export async function rollingRestart(ctx: ClusterContext, secrets: Secrets, opts
         done.push(`${n.name} (now a replica of ${plan.to})`);
       } else {
         // the endpoints hold new connections (recorded in the state, so they see it with or without a daemon)
-        holdNewConnections(ctx, `restart of the primary ${n.name}`);
+        await holdNewConnections(ctx, `restart of the primary ${n.name}`);
         await hooks.setPrimary(null, `restart of the primary ${n.name}`);
         try {
-          await pgStop(ctx.bins, ctx.user, n.dataDir, 'fast', 120);
-          await startNode(ctx, n);
+          await restartNode(n);
         } finally {
-          releaseHold(ctx);
+          await releaseHold(ctx);
           await hooks.setPrimary(primary.name, `${primary.name} restarted`);
         }
-        await waitHealthy(ctx, primary, replicasOf(), secrets, 120_000);
+        await waitHealthy(ctx, primary, await replicasOf(), secrets, 120_000);
         log(`${n.name}: the primary, restarted in place${why}; its replicas stream again`);
         done.push(n.name);
       }
@@ -126,7 +140,7 @@ export async function rollingRestart(ctx: ClusterContext, secrets: Secrets, opts
   }
 
   // 3. what still waits (a setting only a later restart applies, or a node left out)
-  const after = await Promise.all(ctx.cfg.nodes.filter((n) => postmasterRunning(n.dataDir)).map((n) => view(ctx, n, secrets).catch(() => null)));
+  const after = await Promise.all((await runningNodes(ctx.cfg.nodes)).map((n) => view(ctx, n, secrets).catch(() => null)));
   const still = after.filter((v): v is NodeView => v !== null && v.pending.length > 0).map((v) => `${v.node.name} (${v.pending.join(', ')})`);
   return `restarted ${done.join(', ')}${plan.primaryFirst ? ' (primary first: a setting a replica needs at least as high as its primary went down)' : ''}${still.length > 0 ? `; still waiting for a restart: ${still.join(', ')}` : ''}`;
 }

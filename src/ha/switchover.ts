@@ -1,11 +1,8 @@
 import { PgmError } from '../errors.js';
-import { pgStop, readControlCheckpoint } from '../postgres/control.js';
 import { formatLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
-import { writeNodeFiles } from '../cluster/configure.js';
 import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '../cluster/context.js';
 import type { NodeConfig } from '../config/types.js';
-import { startNode } from '../cluster/lifecycle.js';
 import type { Secrets } from '../cluster/secrets.js';
 import { nextState } from '../cluster/state.js';
 import { waitHealthy } from '../cluster/health.js';
@@ -20,17 +17,18 @@ import { holdNewConnections, releaseHold } from './hold.js';
  * candidate lacks.
  */
 export async function switchover(ctx: ClusterContext, secrets: Secrets, to: string, hooks: PrimaryHooks, log: (line: string) => void): Promise<string> {
-  const old = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const old = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const candidate = findNode(ctx.cfg, to);
 
   // 1. stop writes: hold new connections (recorded, so the endpoints see it), shut the old primary down cleanly
-  holdNewConnections(ctx, `switchover: stopping ${old.name}`);
+  await holdNewConnections(ctx, `switchover: stopping ${old.name}`);
   try {
     await hooks.setPrimary(null, `switchover: stopping ${old.name}`);
-    await pgStop(ctx.bins, ctx.user, old.dataDir, 'fast', 120);
+    await ctx.control(old).stop('fast', 120);
+    // 2. wait until the candidate has replayed everything up to and past the shutdown checkpoint
     await waitReplayed(ctx, secrets, old, candidate);
   } catch (err) {
-    releaseHold(ctx);
+    await releaseHold(ctx);
     await hooks.setPrimary(old.name, `switchover to ${candidate.name} abandoned`);
     throw err;
   }
@@ -38,18 +36,17 @@ export async function switchover(ctx: ClusterContext, secrets: Secrets, to: stri
   // 3. promote (the old primary is already stopped: the fence is a formality)
   const sentence = await failover(ctx, secrets, { kind: 'switchover', from: old.name, to: candidate.name, reason: `planned switchover from ${old.name}` }, hooks, log);
 
-  // 4. the old primary follows the new one
-  writeNodeFiles(ctx, old, { kind: 'replica', upstream: candidate });
-  await startNode(ctx, old);
-  const st = ctx.store.read()!;
-  ctx.store.write(nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }));
+  // 4. the old primary follows the new one (unfenced before it streams: see rejoin)
+  await ctx.control(old).configure({ kind: 'replica', upstream: candidate.name });
+  await ctx.store.update(ctx.group, (st) => (st ? nextState(st, { fenced: st.fenced.filter((n) => n !== old.name) }) : null));
+  await ctx.control(old).start();
   await waitHealthy(ctx, candidate, ctx.cfg.nodes.filter((n) => n.name !== candidate.name), secrets, 120_000);
   return `${sentence.replace(/; \S+ is fenced until it rejoins$/, '')}; ${old.name} follows it as a replica`;
 }
 
 /** Waits until the candidate has replayed everything up to and past the old primary's shutdown checkpoint. */
 async function waitReplayed(ctx: ClusterContext, secrets: Secrets, old: NodeConfig, candidate: NodeConfig): Promise<void> {
-  const shutdown = readControlCheckpoint(old.dataDir).checkpoint;
+  const shutdown = (await ctx.control(old).checkpoint()).checkpoint;
   await withClient(adminTarget(ctx, candidate, secrets), async (c) => {
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {

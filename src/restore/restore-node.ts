@@ -4,9 +4,8 @@ import { writeNodeFiles } from '../cluster/configure.js';
 import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
 import { writeMarker } from '../cluster/datadir.js';
 import { waitHealthy } from '../cluster/health.js';
-import { startNode } from '../cluster/lifecycle.js';
 import { PgmError } from '../errors.js';
-import { postmasterRunning, pgStop, readSystemIdentifier } from '../postgres/control.js';
+import { postmasterRunning, readSystemIdentifier } from '../postgres/control.js';
 import type { Repository } from '../backup/repository.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { materialize } from './materialize.js';
@@ -24,7 +23,7 @@ import { archiveReach, startRestored } from './restore.js';
  */
 export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeName: string, target: RestoreTarget, log: (line: string) => void): Promise<string> {
   const node = findNode(ctx.cfg, nodeName);
-  const primary = findNode(ctx.cfg, currentPrimaryName(ctx));
+  const primary = findNode(ctx.cfg, await currentPrimaryName(ctx));
   const isPrimary = node.name === primary.name;
   if (isPrimary && postmasterRunning(node.dataDir)) {
     throw new PgmError('usage', `${node.name} is the running primary; rebuilding it from the repository would discard its newer data.`, {
@@ -38,7 +37,7 @@ export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeNam
   // 1. plan, then move the node's old data aside
   const plan = planRestore(repo.list(), archiveReach(repo), target);
   log(`${node.name}: ${plan.summary}`);
-  if (postmasterRunning(node.dataDir)) await pgStop(ctx.bins, ctx.user, node.dataDir, 'fast', 120);
+  await ctx.control(node).stop('fast', 120);
   if (fs.existsSync(node.dataDir)) {
     const aside = `${node.dataDir}.before-restore-${new Date().toISOString().replace(/[-:.]/g, '')}`;
     fs.renameSync(node.dataDir, aside);
@@ -59,7 +58,7 @@ export async function restoreNode(ctx: ClusterContext, repo: Repository, nodeNam
   if (isPrimary) {
     await startRestored(ctx, node.dataDir, node.port, 3600_000, node.admin);
   } else {
-    await startNode(ctx, node);
+    await ctx.control(node).start();
     await waitHealthy(ctx, primary, [node], secrets, 600_000);
   }
   return `${node.name} rebuilt from ${plan.chain.map((b) => b.id).join(' + ')}${isPrimary ? ' and promoted' : ` and streams from ${primary.name}`}`;

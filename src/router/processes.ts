@@ -3,7 +3,7 @@ import type { ClusterContext } from '../cluster/context.js';
 import { portFree } from '../cluster/ports.js';
 import { ENDPOINT_KINDS, type EndpointKind, type ListenAddress } from '../config/types.js';
 import { callControl, socketPath } from '../daemon/api.js';
-import { countRestart, livePid, restarts, since, startDetached, stopRole, supervisorRole, type ProcessRole } from '../daemon/spawn.js';
+import { countRestart, daemonRole, livePid, restarts, since, startDetached, stopRole, supervisorRole, type ProcessRole } from '../daemon/spawn.js';
 import { PgmError } from '../errors.js';
 import type { EndpointProcessStats } from './stats.js';
 
@@ -54,6 +54,14 @@ export async function checkEndpointPorts(ctx: ClusterContext): Promise<void> {
         data: { kind, port: address.port },
       });
     }
+  }
+  // the web console is the daemon's: checked while no daemon holds it
+  const c = ctx.cfg.endpoints.console;
+  if (c && livePid(ctx, daemonRole(ctx)) === null && !(await portFree(c.host, c.port))) {
+    throw new PgmError('port.in_use', `port ${c.port} on ${c.host}, where the daemon's web console listens, is already in use by another program.`, {
+      hint: `stop that program, or set endpoints.console to another host:port (or off) in ${ctx.cfg.file}.`,
+      data: { kind: 'console', port: c.port },
+    });
   }
 }
 

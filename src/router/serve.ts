@@ -20,11 +20,7 @@ import type { EndpointProcessStats } from './stats.js';
 export async function runEndpoint(ctx: ClusterContext, kind: EndpointKind, makeAuto?: (deps: ServiceDeps) => EndpointService): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
   const event = (sentence: string) => {
-    try {
-      recordEvent(ctx, sentence);
-    } catch {
-      // the event log is best effort here; the process log has it
-    }
+    recordEvent(ctx, sentence).catch(() => undefined); // the event log is best effort here; the process log has it
     log(sentence);
   };
   const address = ctx.cfg.endpoints[kind];

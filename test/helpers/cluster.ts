@@ -139,6 +139,7 @@ export class TestCluster {
 
   /** Stops everything this cluster started and removes its directory. */
   async destroy(): Promise<void> {
+    if (process.env.PGM_TEST_KEEP) return;
     await this.run('down').catch(() => undefined);
     for (const pidFile of findFiles(this.dir, 'postmaster.pid')) {
       const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);

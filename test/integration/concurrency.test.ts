@@ -34,7 +34,7 @@ async function heldBy(kind: 'cluster' | 'repository', command: RegExp): Promise<
   const locks = lockManager(loadConfig(c.file));
   let pid = 0;
   await c.until(`${kind} lock held by ${command}`, async () => {
-    const h = locks.holder(kind);
+    const h = await locks.holder(kind);
     if (!h || !command.test(h.command) || !processAlive(h.pid)) return false;
     pid = h.pid;
     return true;
@@ -44,9 +44,12 @@ async function heldBy(kind: 'cluster' | 'repository', command: RegExp): Promise<
 
 test('two up at once on a new cluster: one builds it, one waits and finds nothing to do, one without --wait says who is busy', async () => {
   const first = run('up');
-  await heldBy('cluster', /^pgmaestro up$/);
+  // a slow up: frozen while it holds the lock, so the others certainly meet it
+  const holder = await heldBy('cluster', /^pgmaestro up$/);
+  process.kill(holder, 'SIGSTOP');
   const waiting = run('up', '--wait');
   const refused = await run('up').done;
+  process.kill(holder, 'SIGCONT');
   assert.equal(refused.code, 1, refused.stderr);
   assert.match(refused.stderr, /the cluster \S+ is busy: `pgmaestro up` \(pid \d+ on [^)]+\) has held it since .*HINT: .*--wait/);
   assert.equal(refused.stderr.trim().split('\n').length, 1);
@@ -99,8 +102,10 @@ test('switchover during up, and expire during a backup: each refuses naming the 
   await c.until('node2 down', async () => c.node(await c.status(), 'node2').pid === null);
   fs.rmSync(replica.data_dir, { recursive: true, force: true });
   const upping = run('up');
-  await heldBy('cluster', /^pgmaestro up$/);
+  const upPid = await heldBy('cluster', /^pgmaestro up$/);
+  process.kill(upPid, 'SIGSTOP');
   const sw = await run('switchover', '--to', 'node2').done;
+  process.kill(upPid, 'SIGCONT');
   assert.equal(sw.code, 1, sw.stderr);
   assert.match(sw.stderr, /the cluster \S+ is busy: `pgmaestro up`/);
   const u = await upping.done;
@@ -109,11 +114,14 @@ test('switchover during up, and expire during a backup: each refuses naming the 
   assert.equal((await c.status()).primary, 'node1', 'the refused switchover changed nothing');
 
   const backingUp = run('backup', 'full', '--wait');
-  await heldBy('repository', /^pgmaestro backup full$/);
+  const backupPid = await heldBy('repository', /^pgmaestro backup full$/);
+  process.kill(backupPid, 'SIGSTOP');
   const ex = await run('backup', 'expire').done;
+  const exWait = run('backup', 'expire', '--wait=5m');
+  await new Promise((r) => setTimeout(r, 1000));
+  process.kill(backupPid, 'SIGCONT');
   assert.equal(ex.code, 1, ex.stderr);
   assert.match(ex.stderr, /the backup repository of \S+ is busy: `pgmaestro backup full`/);
-  const exWait = run('backup', 'expire', '--wait=5m');
   const b = await backingUp.done;
   assert.equal(b.code, 0, b.stderr);
   const e = await exWait.done;

@@ -4,7 +4,7 @@ import { TestCluster } from '../helpers/cluster.js';
 import { setHa, Writer } from '../helpers/ha.js';
 
 /** Crash of the primary with restart_first off, under writes through the endpoint; then rejoin; then two switchovers. */
-const PORT = 24100;
+const PORT = 29100;
 const ENDPOINT = PORT + 1000;
 let c: TestCluster;
 

@@ -13,7 +13,7 @@ import { netnsUnsupported } from '../../src/ha/netns.js';
  * cut off: a replica is promoted; when the link returns, the old primary is
  * fenced; through the endpoint, writes only ever land on one primary.
  */
-const PORT = 24500;
+const PORT = 29000;
 const ENDPOINT = PORT + 1000;
 const VIP = '10.213.254.100';
 let c: TestCluster;

@@ -6,7 +6,7 @@ import { TestCluster } from '../helpers/cluster.js';
 import { setHa, Writer } from '../helpers/ha.js';
 
 /** restart_first: the crashed primary restarts in place; a primary frozen (SIGSTOP) for less than the timeout is not failed over. */
-const PORT = 24200;
+const PORT = 29200;
 let c: TestCluster;
 
 before(async () => {

@@ -5,7 +5,7 @@ import { PG15_BIN } from '../helpers/paths.js';
 import { setHa } from '../helpers/ha.js';
 
 /** On PostgreSQL 15 the old primary rejoins through pg_rewind; a failover with no eligible candidate is refused. */
-const PORT = 24400;
+const PORT = 29400;
 let c: TestCluster;
 
 before(async () => {

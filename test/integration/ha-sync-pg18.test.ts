@@ -4,7 +4,7 @@ import { TestCluster } from '../helpers/cluster.js';
 import { setHa, Writer } from '../helpers/ha.js';
 
 /** synchronous: quorum 1 — every commit acknowledged before a crash is present after the failover. */
-const PORT = 24300;
+const PORT = 29300;
 let c: TestCluster;
 
 before(async () => {

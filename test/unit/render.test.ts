@@ -5,16 +5,19 @@ import type { ClusterConfig, NodeConfig } from '../../src/config/types.js';
 
 const node = (name: string, port: number, addr: string, settings = {}): NodeConfig => ({
   name, port, dataDir: `/d/${name}`, service: addr, replication: addr.replace('10.0.1', '10.0.2'), admin: addr.replace('10.0.1', '10.0.3'),
-  settings, nofailover: false, priority: 100, overrideFile: `/c/pgmaestro.${name}.yaml`, overrideKeys: [], vipInterface: null,
+  settings, nofailover: false, priority: 100, overrideFile: `/c/pgmaestro.${name}.yaml`, overrideKeys: [], vipInterface: null, host: null,
 });
 const cfg: ClusterConfig = {
   file: '/c/pgmaestro.yaml', dir: '/c', home: '/c', cluster: 'demo', initialPrimary: 'a', clients: ['10.0.1.0/24'], binDir: 'embedded',
   osUser: 'postgres', superuser: 'postgres', replicationUser: 'replicator', settings: { shared_buffers: '256MB', jit: false },
   backup: { repository: '/c/backups', compression: 'none', retention: '21d', retentionMs: 21 * 86400_000, from: 'replica', walArchive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } },
-  ha: { failoverTimeoutMs: 5000, restartFirst: true, maximumLagOnFailover: 1048576, autoRejoin: false, quorum: null, isolation: 'none', vip: null },
-  endpoints: { rw: { host: '127.0.0.1', port: 6432 }, ro: null, auto: null, maxLagBytes: 0, maxLagSeconds: 0, roDrainMs: 0, roFallback: 'primary', holdMs: 0, poolSize: 1, tlsCert: null, tlsKey: null },
+  ha: { failoverTimeoutMs: 5000, restartFirst: true, maximumLagOnFailover: 1048576, autoRejoin: false, autoReclone: true, quorum: null, isolation: 'none', vip: null, loopWaitMs: 1000 },
+  endpoints: { rw: { host: '127.0.0.1', port: 6432 }, ro: null, auto: null, maxLagBytes: 0, maxLagSeconds: 0, roDrainMs: 0, roFallback: 'primary', holdMs: 0, poolSize: 1, tlsCert: null, tlsKey: null, console: { host: '127.0.0.1', port: 7432 } },
   managerAddresses: [],
   nodes: [node('a', 5432, '10.0.1.1'), node('b', 5432, '10.0.1.2', { work_mem: '64MB' })],
+  dcs: null,
+  hosts: [],
+  canonical: {},
 };
 
 test('postgresql.conf is identical on every node and ends with the node includes', () => {

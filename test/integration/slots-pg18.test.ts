@@ -1,0 +1,3 @@
+import { slotSuite } from '../helpers/slots.js';
+
+slotSuite('slot18', { portBase: 22100 });
