@@ -103,13 +103,21 @@ test('auto: volatile functions and a deleting CTE go to the primary, BEGIN READ 
   assert.equal(await portOf(a, 'SELECT vol(), inet_server_port() AS p'), PORT);
   assert.equal(await portOf(a, 'WITH d AS (DELETE FROM gone RETURNING 1) SELECT inet_server_port() AS p'), PORT);
   assert.equal(await portOf(a, 'SELECT inet_server_port() AS p /* pgmaestro:primary */'), PORT);
-  await a.query('BEGIN READ ONLY');
-  assert.notEqual(await portOf(a), PORT);
-  await a.query('COMMIT');
-  await a.query('BEGIN');
-  await a.query('SET TRANSACTION READ ONLY');
-  assert.notEqual(await portOf(a), PORT);
-  await a.query('COMMIT');
+  // A session that has written reads only from a replica known to have replayed its
+  // last commit (read-your-writes); the monitor commits on the primary every cycle
+  // (its write probe), so right after a write that is the primary. A session that
+  // has not written shows where read-only transactions go.
+  const b = await client(AUTO);
+  await b.query('BEGIN READ ONLY');
+  assert.notEqual(await portOf(b), PORT, 'BEGIN READ ONLY goes to a replica');
+  await b.query('COMMIT');
+  await b.query('BEGIN');
+  await b.query('SET TRANSACTION READ ONLY');
+  assert.notEqual(await portOf(b), PORT, 'SET TRANSACTION READ ONLY first goes to a replica');
+  await b.query('COMMIT');
+  await b.query('BEGIN');
+  assert.equal(await portOf(b), PORT, 'a plain BEGIN goes to the primary');
+  await b.query('COMMIT');
   await a.query("SET pgmaestro.route = 'primary'");
   assert.equal(await portOf(a), PORT);
   await a.query('RESET pgmaestro.route');
