@@ -39,7 +39,7 @@ let password = '';
 
 before(async () => {
   c = await TestCluster.init('tr-sup', { portBase: PORT });
-  setHa(c, ['restart_first: false', 'failover_timeout: 2s']);
+  setHa(c, ['restart_first: false', 'failover_timeout: 3s']);
   fs.writeFileSync(c.file, fs.readFileSync(c.file, 'utf8').replace('    shared_buffers: 128MB\n', '    shared_buffers: 128MB\n    fsync: off\n'));
   const r = await c.run('up');
   assert.equal(r.code, 0, r.stderr);
