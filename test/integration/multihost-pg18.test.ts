@@ -184,9 +184,12 @@ test('host death: agent and postmaster SIGKILLed together; a replica is promoted
   }
   await until(`${old} back as a replica`, async () => !(await lab.state()).fenced.includes(old), 90_000);
   await settle();
+  // the rejoin unfences the node before it streams, and records its sentence once it does
+  const rejoined = (e: { sentence: string }) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence);
+  await until(`${old}'s rejoin recorded`, async () => (await lab.events()).slice(eventsBefore).some(rejoined), 30_000).catch(() => undefined);
   const ev = (await lab.events()).slice(eventsBefore);
   assert.equal(promotions(ev).length, 1, `exactly one promotion:\n${story(ev)}`);
-  assert.ok(ev.some((e) => new RegExp(`^${old} rejoined as a replica`).test(e.sentence)), story(ev));
+  assert.ok(ev.some(rejoined), story(ev));
   await until('the VIP on the new primary host only', async () => (await vipNow()).join() === hostOf(now!.primary), 10_000);
 });
 
