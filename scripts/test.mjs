@@ -29,6 +29,16 @@ const dirs = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['test/u
 const files = dirs.flatMap((d) =>
   d.endsWith('.ts') ? [d] : readdirSync(d).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `${d}/${f}`),
 );
+// Integration tests start pgmaestro's long-running processes (supervisor, daemon, endpoints) from the
+// compiled dist/, the code that ships (see childCommand in src/daemon/spawn.ts): build it if src/ is newer.
+if (files.some((f) => f.includes('integration'))) {
+  const check = spawnSync(process.execPath, ['--import', 'tsx', '-e', "import('./src/daemon/spawn.ts').then((m) => process.exit(m.distIsFresh() ? 0 : 1))"], { stdio: 'inherit' });
+  if (check.status !== 0) {
+    console.log('pgmaestro tests: dist/ is older than src/; building it (npm run build)');
+    const b = spawnSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
+    if (b.status !== 0) process.exit(b.status ?? 1);
+  }
+}
 const concurrency = process.env.PGM_TEST_CONCURRENCY ?? '3';
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], {
   stdio: 'inherit',

@@ -9,7 +9,7 @@ import type { Kv } from '../dcs/etcd-client.js';
 import { LeasedKey } from '../dcs/lease.js';
 import type { ClusterState } from '../dcs/store.js';
 import { PgmError, errorMessage } from '../errors.js';
-import { Endpoint } from '../ha/endpoint.js';
+import { Endpoint } from '../router/tcp.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import type { NodeObservation } from '../ha/observations.js';
 import { observe } from '../ha/probe.js';
@@ -170,8 +170,9 @@ class Agent {
 
     // 3. the endpoint of this host
     const local = this.nodes[0];
-    if (local) {
-      this.endpoint = new Endpoint({ host: local.service, port: this.ctx.cfg.endpoint.port, log });
+    const rw = this.ctx.cfg.endpoints.rw;
+    if (local && rw) {
+      this.endpoint = new Endpoint({ host: local.service, port: rw.port, holdMs: this.ctx.cfg.endpoints.holdMs, log });
       await this.endpoint.listen().catch((err: Error) => log(`endpoint: ${errorMessage(err)}`));
     }
 

@@ -24,12 +24,12 @@ export function formatStatus(st: ClusterStatus): string {
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   const primary = st.nodes.find((n) => n.name === st.primary);
   return [
-    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, ${st.hosts ? multiHostLine(st) : `daemon ${st.daemon.running ? `running (pid ${st.daemon.pid})` : 'not running'}`}`,
+    `cluster ${st.cluster} (PostgreSQL ${st.postgres_version}), primary ${st.primary}, ${st.hosts ? multiHostLine(st) : `daemon ${st.daemon.running ? `running (pid ${st.daemon.pid}${restartsNote(st.daemon.restarts)})` : 'not running'}, ${st.daemon.managed_by === 'systemd' ? `kept by systemd (${st.daemon.service})` : `supervisor ${st.daemon.supervisor.running ? `running (pid ${st.daemon.supervisor.pid}${st.daemon.supervisor.spare ? `, spare pid ${st.daemon.supervisor.spare}` : ''})` : 'not running'}`}`}`,
     '',
     line(header),
     ...rows.map(line),
     '',
-    ...(st.endpoints.rw ? [`endpoint (read-write, follows the primary): ${st.endpoints.rw}`] : []),
+    ...endpointLines(st),
     ...(st.endpoints.query ? [`endpoint (read-only, the query nodes): ${st.endpoints.query}`] : []),
     ...(st.query_nodes ?? []).map((q) => `query node ${q.name} ${q.host}:${q.port}: ${q.pid === null ? 'down' : `running (pid ${q.pid})`}`),
     ...(st.subscriptions ?? []).map((x) => `subscription ${x.subscription} -> ${x.subscriber}: ${x.state}, ${x.tables}${x.lag_bytes !== null ? `, lag ${formatBytes(x.lag_bytes)}` : ''}${x.problem ? ` (${x.problem.split(':')[0]}; logical status says more)` : ''}`),
@@ -40,6 +40,33 @@ export function formatStatus(st: ClusterStatus): string {
     ...(st.window ? [`recovery window: ${st.window.sentence}`] : []),
     `connect: PGPASSFILE=${st.passfile} psql "${connectDsn(st)}"${st.endpoints.rw ? '   (the endpoint follows the primary; each node has its dsn in status --json)' : ''}`,
   ].join('\n');
+}
+
+const ENDPOINT_ROLE = { rw: 'read-write, follows the primary', ro: 'read-only, balanced over replicas', auto: 'routes reads to replicas, writes to the primary' };
+
+function restartsNote(n: number): string {
+  return n > 0 ? `, restarted ${n}×` : '';
+}
+
+/** One line per endpoint (address, process, connections), then the DSNs for applications. */
+function endpointLines(st: ClusterStatus): string[] {
+  const eps = Object.values(st.endpoints.details);
+  if (st.endpoints.rw_by_host) {
+    // multi-host: every agent serves rw on its host
+    return [`endpoint rw   ${st.endpoints.rw} read-write, follows the primary (served by the agent of every host: ${Object.entries(st.endpoints.rw_by_host).map(([h, a]) => `${h} ${a}`).join(', ')})`];
+  }
+  if (eps.length === 0) return [];
+  const lines = eps.map((e) => {
+    const proc = e.running ? `pid ${e.pid} since ${e.since}${restartsNote(e.restarts)}` : 'not running';
+    const conns = e.connections ? `, ${e.connections.current} connections` : '';
+    return `endpoint ${e.kind.padEnd(4)} ${e.address.padEnd(21)} ${ENDPOINT_ROLE[e.kind]} (${proc}${conns})`;
+  });
+  const dsn = st.endpoints.dsn;
+  return [
+    ...lines,
+    ...(['rw', 'ro', 'auto'] as const).flatMap((k) => (dsn[k] ? [`dsn ${k.padEnd(4)} ${dsn[k]}`] : [])),
+    `dsn libpq (no endpoint needed): ${dsn.multi_host_rw}  (reads: ${dsn.multi_host_ro.replace(/.*\?/, '?')})`,
+  ];
 }
 
 /** Multi-host: the agents, the controller and etcd, in a few words. */

@@ -4,7 +4,10 @@ import { formatLsn, lsnDiff, parseLsn } from '../postgres/lsn.js';
 import { withClient } from '../postgres/sql.js';
 import { adminTarget, currentPrimaryName, nodeDsn, type ClusterContext } from './context.js';
 import { readSecrets } from './secrets.js';
-import { daemonPid } from '../daemon/spawn.js';
+import { daemonPid, daemonRole, livePid, restarts, since, spareRole, supervisorRole } from '../daemon/spawn.js';
+import { endpointStats, type EndpointStats } from '../router/stats.js';
+import { readService } from '../daemon/service.js';
+import type { EndpointKind } from '../config/types.js';
 import { Repository } from '../backup/repository.js';
 import { archiveStatus, repositoryWindow, type ArchiveStatus } from '../backup/wal-status.js';
 import type { WindowReport } from '../backup/window.js';
@@ -68,8 +71,20 @@ export interface ClusterStatus {
   readonly primary: string;
   readonly postgres_version: string;
   readonly passfile: string;
-  readonly daemon: { readonly running: boolean; readonly pid: number | null; readonly log: string };
-  readonly endpoints: { readonly rw?: string; readonly console?: string; readonly query?: string; readonly rw_by_host?: Readonly<Record<string, string>> };
+  readonly daemon: {
+    readonly running: boolean;
+    readonly pid: number | null;
+    readonly log: string;
+    readonly since: string | null;
+    readonly restarts: number;
+    /** Who keeps the daemon and the endpoints running: pgmaestro's supervisor, or systemd (`service`: its target). */
+    readonly managed_by: 'supervisor' | 'systemd';
+    readonly service: string | null;
+    /** `spare`: the pid of the idle process the supervisor keeps to take over a dead role at once (null while it starts one). */
+    readonly supervisor: { readonly running: boolean; readonly pid: number | null; readonly since: string | null; readonly spare: number | null };
+  };
+  /** `rw`, `ro`, `auto`: host:port of each endpoint whose process runs; `details`: each enabled endpoint (see EndpointStats). */
+  readonly endpoints: EndpointsStatus;
   /** Multi-host only. */
   readonly hosts?: readonly HostStatus[];
   readonly controller?: string | null;
@@ -85,6 +100,21 @@ export interface ClusterStatus {
   readonly query_nodes?: QueryNodeSummary[];
   /** One record per declared subscription (the web console lists them); absent when none is declared. */
   readonly subscriptions?: SubscriptionSummary[];
+}
+
+export interface EndpointsStatus {
+  readonly rw?: string;
+  readonly ro?: string;
+  readonly auto?: string;
+  /** The web console and /metrics (served by the daemon): host:port while the daemon runs. */
+  readonly console?: string;
+  /** The read-only endpoint over the query nodes (served by the daemon itself): host:port while the daemon runs. */
+  readonly query?: string;
+  /** Multi-host: the rw endpoint each reachable agent serves, by host name. */
+  readonly rw_by_host?: Readonly<Record<string, string>>;
+  readonly details: Partial<Record<EndpointKind, EndpointStats>>;
+  /** libpq URIs (no password) for applications: one per running endpoint, and multi-host strings that need no pgmaestro process. */
+  readonly dsn: Partial<Record<EndpointKind, string>> & { readonly multi_host_rw: string; readonly multi_host_ro: string };
 }
 
 interface Probe {
@@ -121,6 +151,9 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const pids = await Promise.all(ctx.cfg.nodes.map(async (n) => (await ctx.control(n).inspect()).pid));
   const nodes = ctx.cfg.nodes.map((n, i) => nodeStatus(ctx, n, probes[i], primaryOk, fenced.has(n.name), pids[i]));
   const dpid = daemonPid(ctx);
+  const spid = livePid(ctx, supervisorRole(ctx));
+  const service = readService(ctx);
+  const eps = await endpointStats(ctx);
   const primaryNode = nodes.find((n) => n.name === primaryName && n.role === 'primary');
   let archive: ArchiveStatus | null = null;
   let backups = { count: 0, latest: null as string | null };
@@ -142,20 +175,17 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   const byHost: Record<string, string> = {};
   for (const h of multi?.hosts ?? []) {
     const n = ctx.cfg.nodes.find((x) => x.host === h.name);
-    if (n && h.reachable) byHost[h.name] = `${n.service}:${ctx.cfg.endpoint.port}`;
+    if (n && h.reachable && ctx.cfg.endpoints.rw) byHost[h.name] = `${n.service}:${ctx.cfg.endpoints.rw.port}`;
   }
   // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
   const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
   const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
-  const daemonEndpoints =
-    dpid !== null
-      ? {
-          rw: `${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}`,
-          ...(ctx.cfg.console ? { console: `${ctx.cfg.console.host}:${ctx.cfg.console.port}` } : {}),
-          ...(ctx.cfg.queryEndpoint && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { query: `${ctx.cfg.queryEndpoint.host}:${ctx.cfg.queryEndpoint.port}` } : {}),
-        }
-      : {};
-  const endpoints = multi ? (rw ? { rw, rw_by_host: byHost } : {}) : daemonEndpoints;
+  const consoleAt = ctx.cfg.endpoints.console;
+  const endpoints: EndpointsStatus = multi
+    ? { ...endpointsStatus(ctx, []), ...(rw ? { rw, rw_by_host: byHost } : {}) }
+    : { ...endpointsStatus(ctx, eps), ...(dpid !== null && consoleAt ? { console: `${consoleAt.host}:${consoleAt.port}` } : {}) };
+  const queryAt = ctx.cfg.queryEndpoint;
+  const withQuery: EndpointsStatus = !multi && dpid !== null && queryAt && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { ...endpoints, query: `${queryAt.host}:${queryAt.port}` } : endpoints;
   return {
     version: PGMAESTRO_VERSION,
     cluster: ctx.cfg.cluster,
@@ -163,8 +193,17 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
     primary: primaryName,
     postgres_version: ctx.bins.version,
     passfile: ctx.paths.superuserPassfile,
-    daemon: { running: dpid !== null, pid: dpid, log: ctx.paths.daemonLog },
-    endpoints,
+    daemon: {
+      running: dpid !== null,
+      pid: dpid,
+      log: ctx.paths.daemonLog,
+      since: dpid === null ? null : since(daemonRole(ctx)),
+      restarts: restarts(daemonRole(ctx)),
+      managed_by: service ? 'systemd' : 'supervisor',
+      service: service?.target ?? null,
+      supervisor: { running: spid !== null, pid: spid, since: spid === null ? null : since(supervisorRole(ctx)), spare: spid === null ? null : livePid(ctx, spareRole(ctx)) },
+    },
+    endpoints: withQuery,
     ...(multi ? { hosts: multi.hosts, controller: multi.controller, dcs: multi.dcs } : {}),
     archive,
     backups,
@@ -178,6 +217,22 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
       : [],
     ...(logical && logical.query_nodes.length > 0 ? { query_nodes: logical.query_nodes } : {}),
     ...(logical && logical.subscriptions.length > 0 ? { subscriptions: logical.subscriptions } : {}),
+  };
+}
+
+function endpointsStatus(ctx: ClusterContext, eps: EndpointStats[]): EndpointsStatus {
+  const running = eps.filter((e) => e.running);
+  const addresses: Partial<Record<EndpointKind, string>> = Object.fromEntries(running.map((e) => [e.kind, e.address]));
+  const uri = (hosts: string, query = '') => `postgresql://${ctx.cfg.superuser}@${hosts}/postgres${query}`;
+  const all = ctx.cfg.nodes.map((n) => `${n.service.includes(':') ? `[${n.service}]` : n.service}:${n.port}`).join(',');
+  return {
+    ...addresses,
+    details: Object.fromEntries(eps.map((e) => [e.kind, e])),
+    dsn: {
+      ...Object.fromEntries(running.map((e) => [e.kind, uri(e.address)])),
+      multi_host_rw: uri(all, '?target_session_attrs=read-write'),
+      multi_host_ro: uri(all, '?target_session_attrs=prefer-standby'),
+    },
   };
 }
 

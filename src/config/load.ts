@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { PgmError } from '../errors.js';
 import { configSchema, overrideSchema, type RawConfig, type RawOverride } from './schema.js';
 import { parseCompression } from '../backup/codec.js';
-import type { ClusterConfig, HostConfig, NodeConfig, QueryNodeConfig } from './types.js';
+import type { ClusterConfig, HostConfig, ListenAddress, NodeConfig, QueryNodeConfig } from './types.js';
 import { queryNode, resolveLogical, subscriptionDatabases } from './load-logical.js';
 
 export const DEFAULT_CONFIG_NAME = 'pgmaestro.yaml';
@@ -72,10 +72,19 @@ export function loadConfig(file: string): ClusterConfig {
     });
   }
 
-  const endpoint = parseEndpoint(raw.endpoints.rw, all[0].port + 1000);
-  const consoleAt = raw.endpoints.console === 'off' ? null : parseEndpoint(raw.endpoints.console, all[0].port + 2000);
-  const queryAt = raw.endpoints.query === 'off' || (queryNodes.length === 0 && raw.endpoints.query === undefined) ? null : parseEndpoint(raw.endpoints.query, all[0].port + 1003);
-  checkListeners(file, all, { rw: endpoint, console: consoleAt, query: queryAt });
+  const endpoints = {
+    rw: parseListen(raw.endpoints.rw, all[0].port + 1000),
+    ro: parseListen(raw.endpoints.ro, all[0].port + 1001),
+    auto: parseListen(raw.endpoints.auto, all[0].port + 1002),
+  };
+  const consoleAt = parseListen(raw.endpoints.console === 'off' ? false : raw.endpoints.console, all[0].port + 2000);
+  const queryAt = raw.endpoints.query === 'off' || (queryNodes.length === 0 && raw.endpoints.query === undefined) ? null : parseListen(raw.endpoints.query, all[0].port + 1003);
+  checkListeners(file, all, { ...endpoints, console: consoleAt, query: queryAt });
+  if ((raw.endpoints.tls_cert === undefined) !== (raw.endpoints.tls_key === undefined)) {
+    throw new PgmError('config.invalid', `${file}: endpoints.${raw.endpoints.tls_cert === undefined ? 'tls_key' : 'tls_cert'}: set without ${raw.endpoints.tls_cert === undefined ? 'tls_cert' : 'tls_key'}.`, {
+      hint: 'set both endpoints.tls_cert and endpoints.tls_key, or neither (then secrets/server.crt and server.key are used when they exist).',
+    });
+  }
   const logical = resolveLogical(file, raw, nodes, queryNodes);
   for (const name of [raw.postgres.superuser, raw.postgres.replication_user]) {
     if (logical.role === name) {
@@ -127,8 +136,18 @@ export function loadConfig(file: string): ClusterConfig {
       vip: raw.ha.vip ?? null,
       loopWaitMs: shortDurationMs(raw.ha.loop_wait),
     },
-    endpoint,
-    console: consoleAt,
+    endpoints: {
+      ...endpoints,
+      console: consoleAt,
+      maxLagBytes: raw.endpoints.max_lag,
+      maxLagSeconds: raw.endpoints.max_lag_seconds,
+      roDrainMs: shortDurationMs(raw.endpoints.ro_drain),
+      roFallback: raw.endpoints.ro_fallback,
+      holdMs: shortDurationMs(raw.endpoints.hold),
+      poolSize: raw.endpoints.pool_size,
+      tlsCert: raw.endpoints.tls_cert === undefined ? null : path.resolve(dir, raw.endpoints.tls_cert),
+      tlsKey: raw.endpoints.tls_key === undefined ? null : path.resolve(dir, raw.endpoints.tls_key),
+    },
     managerAddresses: [],
     nodes,
     queryNodes,
@@ -253,8 +272,10 @@ export function shortDurationMs(text: string): number {
   return text.endsWith('ms') ? Number(text.slice(0, -2)) : Number(text.slice(0, -1)) * 1000;
 }
 
-function parseEndpoint(text: string | undefined, defaultPort: number): { host: string; port: number } {
-  if (!text) return { host: '127.0.0.1', port: defaultPort };
+/** An endpoint's address: the default when unset, null when disabled (`false`). */
+function parseListen(text: string | false | undefined, defaultPort: number): ListenAddress | null {
+  if (text === false) return null;
+  if (text === undefined) return { host: '127.0.0.1', port: defaultPort };
   const i = text.lastIndexOf(':');
   return { host: text.slice(0, i), port: Number(text.slice(i + 1)) };
 }

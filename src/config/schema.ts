@@ -161,14 +161,27 @@ export const dcsSchema = z
   })
   .strict();
 
+const listenAddress = z
+  .union([z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port'), z.literal(false)])
+  .describe("host:port to listen on, or false to disable this endpoint");
+
 export const endpointsSchema = z
   .object({
-    rw: z.string().regex(/^[0-9A-Za-z.:-]+:\d{1,5}$/, 'host:port').optional().describe('read-write endpoint (default: 127.0.0.1 and the first node port + 1000)'),
+    rw: listenAddress.optional().describe('read-write endpoint: TCP to the current primary (default: 127.0.0.1 and the first node port + 1000)'),
+    ro: listenAddress.optional().describe('read-only endpoint: TCP balanced over streaming replicas (default: first node port + 1001)'),
+    auto: listenAddress.optional().describe('routing endpoint: speaks the PostgreSQL protocol, sends reads to replicas and writes to the primary (default: first node port + 1002)'),
+    max_lag: z.number().int().min(0).default(16777216).describe('bytes: a replica further behind the primary gets no new ro or auto reads'),
+    max_lag_seconds: z.number().min(0).default(10).describe('seconds: a replica whose replay is older than this (while it has WAL to replay) gets no new ro or auto reads'),
+    ro_drain: seconds.default('10s').describe('how long connections to a replica that became ineligible (lagging, fenced, promoted) may go on before ro closes them'),
+    ro_fallback: z.enum(['primary', 'refuse']).default('primary').describe('where ro sends new connections when no replica is eligible'),
+    hold: seconds.default('10s').describe('how long a new connection (rw) or a write (auto) waits for a primary during a failover'),
+    pool_size: z.number().int().min(1).max(1000).default(20).describe('auto: server connections per user, database and node'),
+    tls_cert: z.string().optional().describe('auto: PEM server certificate offered to clients that ask for TLS (default: secrets/server.crt when it exists)'),
+    tls_key: z.string().optional().describe('auto: PEM private key of tls_cert (default: secrets/server.key)'),
     console: z
-      .string()
-      .regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'")
+      .union([z.string().regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'"), z.literal(false)])
       .optional()
-      .describe("web console and /metrics (default: 127.0.0.1 and the first node port + 2000); 'off' disables it"),
+      .describe("web console and /metrics (default: 127.0.0.1 and the first node port + 2000); 'off' (or false) disables it"),
     query: z
       .string()
       .regex(/^([0-9A-Za-z.:-]+:\d{1,5}|off)$/, "host:port or 'off'")
@@ -269,7 +282,7 @@ export const configSchema = z
     ha: haSchema.default({ failover_timeout: '5s', restart_first: true, maximum_lag_on_failover: 1048576, auto_rejoin: false, auto_reclone: true, synchronous: 'off', isolation: 'none', loop_wait: '1s' }),
     dcs: dcsSchema.optional().describe('several hosts: state and leases in etcd, one agent per host (without it: one daemon, state on local disk)'),
     hosts: z.array(hostSchema).optional().describe('the hosts the nodes run on, each with its agent; required with dcs'),
-    endpoints: endpointsSchema.default({}),
+    endpoints: endpointsSchema.default({ max_lag: 16777216, max_lag_seconds: 10, ro_drain: '10s', ro_fallback: 'primary', hold: '10s', pool_size: 20 }),
     backup: backupSchema.default({ repository: 'backups', compression: 'none', process_max: 2, wal_flush_interval: '1s', retention: '21d', from: 'replica', wal_archive: true, schedule: { full: '0 1 * * 0', incr: '0 1 * * 1-6' } }),
     logical: logicalSchema.default({ role: 'pgm_logical', slot_warn: '1GB', publications: [], subscriptions: [] }),
     nodes: z.array(nodeSchema).min(1),

@@ -153,6 +153,32 @@ export interface HaConfig {
   readonly loopWaitMs: number;
 }
 
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type EndpointKind = 'rw' | 'ro' | 'auto';
+export const ENDPOINT_KINDS: readonly EndpointKind[] = ['rw', 'ro', 'auto'];
+
+/** The application endpoints; each listens unless disabled (null). */
+export interface EndpointsConfig {
+  readonly rw: ListenAddress | null;
+  readonly ro: ListenAddress | null;
+  readonly auto: ListenAddress | null;
+  readonly maxLagBytes: number;
+  readonly maxLagSeconds: number;
+  readonly roDrainMs: number;
+  readonly roFallback: 'primary' | 'refuse';
+  readonly holdMs: number;
+  readonly poolSize: number;
+  /** Absolute paths; null when the option is unset (then the cluster's secrets/server.{crt,key} are used when present). */
+  readonly tlsCert: string | null;
+  readonly tlsKey: string | null;
+  /** Where the daemon serves the web console and /metrics; null when `endpoints.console: off`. */
+  readonly console: ListenAddress | null;
+}
+
 export interface ClusterConfig {
   readonly file: string;
   /** Directory of the config file. */
@@ -171,10 +197,7 @@ export interface ClusterConfig {
   readonly ha: HaConfig;
   /** Where pgmaestro itself connects from besides the nodes' admin addresses (the lab's gateway). */
   readonly managerAddresses: readonly string[];
-  /** The read-write endpoint the daemon listens on. */
-  readonly endpoint: { readonly host: string; readonly port: number };
-  /** Where the daemon serves the web console and /metrics; null when `endpoints.console: off`. */
-  readonly console: { readonly host: string; readonly port: number } | null;
+  readonly endpoints: EndpointsConfig;
   /** The physical members: the primary and its streaming replicas. Query nodes are not among them. */
   readonly nodes: readonly NodeConfig[];
   /** Nodes of kind query (absent: none). */

@@ -1,36 +1,40 @@
-import fs from 'node:fs';
 import type http from 'node:http';
 import { BackupScheduler } from '../backup/schedule.js';
 import { WalArchiver } from '../backup/wal-receiver.js';
-import { currentPrimaryName, findNode, requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { requireSecrets, type ClusterContext } from '../cluster/context.js';
+import { withLocks } from '../cluster/lock.js';
 import { restartOptions, rollingRestart } from '../ha/restart.js';
 import { PgmError } from '../errors.js';
-import { Endpoint } from '../ha/endpoint.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import { Monitor } from '../ha/monitor.js';
 import { failoverCommand, rejoinCommand, switchoverCommand } from '../ha/operator.js';
 import { moveVip } from '../ha/vip-hooks.js';
-import { withLocks } from '../cluster/lock.js';
-import { writeFileAtomic } from '../util/fsx.js';
+import { primaryFromState } from '../router/balance.js';
+import { refreshEndpoints, watchEndpoints } from '../router/processes.js';
+import { serveApi } from './api.js';
+import { SERVICE_ENV } from './service.js';
 import { startConsole, type ConsoleService } from '../web/console.js';
 import { DaemonCounters } from '../web/metrics.js';
 import type { ConsoleActions } from '../web/server.js';
 import type { EndpointStat } from '../web/source.js';
-import { serveApi } from './api.js';
+import { endpointStats } from '../router/stats.js';
 import { LiveConfig } from './config-watch.js';
 import { SlotWatch } from '../ha/slots.js';
 import { startQueryEndpoint } from '../logical/query-endpoint.js';
 
 const SLOT_CHECK_MS = 3000;
 import { recordEvent } from './events.js';
+import { daemonPid, daemonRole, removePidFile, writePidFile } from './spawn.js';
 
 /**
- * The long-running process of a cluster: the read-write endpoint that follows
- * the primary, the failover monitor, the WAL archiver, the backup scheduler,
- * the control socket the CLI's operator commands go through, and the web
- * console with /metrics. It owns no PostgreSQL process: killing it, even
- * with SIGKILL, leaves every database running, and a new daemon picks up
- * from the persisted cluster state.
+ * The long-running process of a cluster: the failover monitor, the WAL
+ * archiver, the backup scheduler, the control socket the CLI's operator
+ * commands go through, and the web console with /metrics. It nudges the
+ * endpoint processes after it changed the cluster state, and restarts one
+ * that dies while no supervisor runs to do it. It owns no PostgreSQL
+ * process and no client connection: killing it, even with SIGKILL, leaves
+ * every database and every endpoint running, and a new daemon (the
+ * supervisor starts one) picks up from the persisted cluster state.
  */
 export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise<void> {
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
@@ -42,29 +46,35 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   };
   const counters = new DaemonCounters();
 
-  // 1. the endpoint, pointed at the primary unless it is fenced or a promotion is pending
-  const endpoint = new Endpoint({ host: ctx.cfg.endpoint.host, port: ctx.cfg.endpoint.port, log });
-  try {
-    await endpoint.listen();
-  } catch (err) {
-    log(`cannot listen on the endpoint ${ctx.cfg.endpoint.host}:${ctx.cfg.endpoint.port}: ${(err as Error).message}`);
-    process.exit(1);
+  const other = daemonPid(ctx);
+  if (other !== null && other !== process.pid) {
+    log(`another daemon already runs for this cluster (pid ${other}); exiting`);
+    return;
   }
+  // The pid file says "running" from here on: the supervisor and `up` wait for it, not for the whole start.
+  writePidFile(daemonRole(ctx));
+
+  // 1. the endpoint processes follow the state by themselves; the supervisor keeps them running, and this daemon does while none runs
+  // (under systemd, pgmaestro service install: systemd does)
+  const endpointWatch = process.env[SERVICE_ENV] === 'systemd' ? { stop: () => undefined } : watchEndpoints(ctx, event);
   const hooks: PrimaryHooks = {
+    // The failover code writes the state first, then calls this: every endpoint
+    // applies it (dropping connections to a fenced primary) before it returns.
     async setPrimary(name, reason) {
-      const node = name === null ? null : findNode(ctx.cfg, name);
-      endpoint.setTarget(node ? { name: node.name, host: node.service, port: node.port } : null, reason); // logs its own sentence
+      for (const line of await refreshEndpoints(ctx)) log(`${line} (${reason})`);
       if (ctx.cfg.ha.vip) for (const line of await moveVip(ctx, name)) log(line);
     },
   };
-  // the read-only endpoint over the query nodes (a seam until the endpoints get processes of their own)
+  // the read-only endpoint over the query nodes (served in this process: the query nodes are not members, so the endpoint processes do not follow them)
   const queryEndpoint = await startQueryEndpoint(ctx, log).catch((err: unknown) => {
     log(`cannot listen on the query endpoint: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
     return null;
   });
-  const st = await ctx.store.read();
-  const primary = await currentPrimaryName(ctx);
-  await hooks.setPrimary(st?.pending || st?.fenced.includes(primary) ? null : primary, 'daemon start');
+  if (ctx.cfg.ha.vip) {
+    const st = await ctx.store.read();
+    const primary = primaryFromState(ctx.cfg, st);
+    for (const line of await moveVip(ctx, primary)) log(line);
+  }
 
   // 2. the monitor, and the control socket whose commands pause it
   let lastCycle: { at: string; sentence: string } | null = null;
@@ -107,7 +117,8 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
   scheduler.start();
 
   // 4. the web console and /metrics: without it the cluster is still managed, so a failure to listen is logged, not fatal
-  if (ctx.cfg.console) {
+  const consoleAt = ctx.cfg.endpoints.console;
+  if (consoleAt) {
     const actions: ConsoleActions = {
       switchover: (to, by) => {
         event(`switchover to ${to} requested by ${by}`);
@@ -119,22 +130,31 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
         return `${type === 'incr' ? 'incremental' : 'full'} backup started; its result will appear in the event log`;
       },
     };
-    const endpoints = (): EndpointStat[] => {
-      const s = endpoint.stats;
+    const queryStat = (): EndpointStat[] => {
       const q = queryEndpoint?.stats;
-      return [
-        { name: 'rw', address: s.address, target: s.target?.name ?? null, connections: s.active + s.connecting, waiting: s.held, bytesFromClients: s.bytesFromClients, bytesToClients: s.bytesToClients, decisions: {}, pid: process.pid },
-        ...(q ? [{ name: 'query', address: q.address, target: q.target?.name ?? null, connections: q.active + q.connecting, waiting: q.held, bytesFromClients: q.bytesFromClients, bytesToClients: q.bytesToClients, decisions: {}, pid: process.pid }] : []),
-      ];
+      return q ? [{ name: 'query', address: q.address, target: q.target?.name ?? null, connections: q.active + q.connecting, waiting: q.held, bytesFromClients: q.bytesFromClients, bytesToClients: q.bytesToClients, decisions: {}, pid: process.pid }] : [];
     };
-    web = await startConsole(ctx, { host: ctx.cfg.console.host, port: ctx.cfg.console.port, hooks: { endpoints, monitor: () => lastCycle }, actions, counters, log }).catch((err: unknown) => {
+    // the endpoint processes report over their control sockets
+    const endpoints = async (): Promise<EndpointStat[]> =>
+      (await endpointStats(ctx)).map((e): EndpointStat => ({
+        name: e.kind,
+        address: e.address,
+        target: e.kind === 'ro' ? null : e.primary,
+        connections: e.connections?.current ?? 0,
+        waiting: e.routes?.held ?? 0,
+        bytesFromClients: e.bytes?.from_clients ?? 0,
+        bytesToClients: e.bytes?.to_clients ?? 0,
+        decisions: e.kind === 'auto' ? (e.routes ?? {}) : {},
+        pid: e.pid,
+      }))
+        .concat(queryStat());
+    web = await startConsole(ctx, { host: consoleAt.host, port: consoleAt.port, hooks: { endpoints, monitor: () => lastCycle }, actions, counters, log }).catch((err: unknown) => {
       log(`console not started: ${err instanceof PgmError ? err.render() : (err as Error).message}`);
       return null;
     });
   }
 
-  writeFileAtomic(ctx.paths.daemonPid, `${process.pid}\n`, 0o644);
-  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid}); endpoint ${endpoint.address}${web ? `; console http://${web.address}/` : ''}`);
+  log(`daemon started for cluster ${ctx.cfg.cluster} (pid ${process.pid})${web ? `; console http://${web.address}/` : ''}`);
 
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -163,10 +183,7 @@ export async function runDaemon(ctx: ClusterContext, intervalMs = 1000): Promise
     });
   }
   clearInterval(slotTimer);
-  await Promise.all([archiver?.stop(), scheduler.stop(), endpoint.close(), queryEndpoint?.close(), new Promise((r) => api.close(r)), web?.stop()]);
-  try {
-    if (fs.readFileSync(ctx.paths.daemonPid, 'utf8').trim() === String(process.pid)) fs.rmSync(ctx.paths.daemonPid);
-  } catch {
-    // already gone
-  }
+  endpointWatch.stop();
+  await Promise.all([archiver?.stop(), scheduler.stop(), new Promise((r) => api.close(r)), queryEndpoint?.close(), web?.stop()]);
+  removePidFile(daemonRole(ctx));
 }

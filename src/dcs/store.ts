@@ -34,6 +34,12 @@ export interface ClusterState {
    * cleared after the last, so a controller that restarts (or takes over) mid-way finishes it.
    */
   readonly pending?: PendingStep | null;
+  /**
+   * The endpoints hold new connections (no primary) until `until` (ISO time)
+   * or until cleared: a switchover sets it while it stops the old primary
+   * cleanly, before anything is irreversible. A stale hold expires by itself.
+   */
+  readonly hold?: { readonly reason: string; readonly until: string } | null;
 }
 
 export interface EventRecord {

@@ -65,7 +65,7 @@ export async function failover(ctx: ClusterContext, secrets: Secrets, req: Promo
   const timeline = await ctx.control(to).promote();
 
   // 3. the endpoint and the state follow the new primary
-  await ctx.store.write(nextState(await state(ctx), { primary: to.name, timeline, pending: null }));
+  await ctx.store.write(nextState(await state(ctx), { primary: to.name, timeline, pending: null, hold: null }));
   await hooks.setPrimary(to.name, `${req.kind} to ${to.name}`);
 
   // 4. slots on the new primary, the other replicas re-pointed

@@ -7,6 +7,7 @@ import { adminTarget, currentPrimaryName, findNode, type ClusterContext } from '
 import { waitHealthy } from '../cluster/health.js';
 import type { Secrets } from '../cluster/secrets.js';
 import type { PrimaryHooks } from './failover.js';
+import { holdNewConnections, releaseHold } from './hold.js';
 import { switchover } from './switchover.js';
 
 export interface RestartOptions {
@@ -116,10 +117,13 @@ export async function rollingRestart(ctx: ClusterContext, secrets: Secrets, opts
         log(await switchover(ctx, secrets, plan.to!, hooks, log));
         done.push(`${n.name} (now a replica of ${plan.to})`);
       } else {
+        // the endpoints hold new connections (recorded in the state, so they see it with or without a daemon)
+        await holdNewConnections(ctx, `restart of the primary ${n.name}`);
         await hooks.setPrimary(null, `restart of the primary ${n.name}`);
         try {
           await restartNode(n);
         } finally {
+          await releaseHold(ctx);
           await hooks.setPrimary(primary.name, `${primary.name} restarted`);
         }
         await waitHealthy(ctx, primary, await replicasOf(), secrets, 120_000);

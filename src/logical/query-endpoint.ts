@@ -1,6 +1,6 @@
 import type { ClusterContext } from '../cluster/context.js';
 import type { QueryNodeConfig } from '../config/types.js';
-import { Endpoint, type EndpointStats } from '../ha/endpoint.js';
+import { Endpoint, type EndpointStats } from '../router/tcp.js';
 import { tcpAnswers } from '../ha/probe.js';
 
 /**
@@ -10,7 +10,7 @@ import { tcpAnswers } from '../ha/probe.js';
  * A seam, on purpose small: until the traffic work's process model lands
  * (issues 10/16: each endpoint kind a process of its own, `ro` balanced
  * over eligible servers), this is one more in-process TCP forwarder of the
- * daemon (ha/endpoint.ts) pointed at one query node that answers — the one
+ * daemon (router/tcp.ts) pointed at one query node that answers — the one
  * it used before while that one answers, else the first in the file. It
  * does not balance several query nodes yet; `query` becomes an endpoint
  * kind of router/processes.ts there and this file goes.

@@ -1,12 +1,13 @@
 import { PgmError } from '../errors.js';
 import { authUnsupported, scramFailure, startupError, unexpected } from './conn-errors.js';
 import type { BackendMessage } from './messages.js';
-import { MECHANISM, ScramClient } from './scram.js';
+import { MECHANISM, ScramClient, type ScramKeys } from './scram.js';
 import * as wire from './serializer.js';
 
 export interface AuthIo {
   user: string;
-  password: string;
+  /** The password, or SCRAM keys (then only SCRAM-SHA-256 can succeed). */
+  password: string | ScramKeys;
   next(): Promise<BackendMessage>;
   write(buf: Buffer): void;
 }
@@ -31,6 +32,7 @@ export async function authenticate(endpoint: { host: string; port: number }, io:
         authenticated = true;
         break;
       case 'authenticationCleartextPassword':
+        if (typeof io.password !== 'string') throw authUnsupported(endpoint, 'cleartext password (only SCRAM keys are known)');
         io.write(wire.password(io.password));
         break;
       case 'authenticationMD5Password':

@@ -59,18 +59,34 @@ export function parseServerFirst(raw: string, clientNonce: string): ServerFirst 
   return { nonce, salt: Buffer.from(salt, 'base64'), iterations, raw };
 }
 
-export function clientFinal(opts: { password: string; clientFirstBare: string; serverFirst: ServerFirst }): ClientFinal {
+/**
+ * What proves a SCRAM identity: the ClientKey (to build the proof) and the
+ * ServerKey (to check the server's signature). Derived from the password, or
+ * recovered by a server from a client's proof (see scram-server.ts): a router
+ * then authenticates its own server connections as that user without ever
+ * knowing the password.
+ */
+export interface ScramKeys {
+  readonly clientKey: Buffer;
+  readonly serverKey: Buffer;
+}
+
+export function keysFromPassword(password: string, salt: Buffer, iterations: number): ScramKeys {
+  const salted = pbkdf2Sync(saslPrep(password), salt, iterations, 32, 'sha256');
+  return { clientKey: hmac(salted, 'Client Key'), serverKey: hmac(salted, 'Server Key') };
+}
+
+export function clientFinal(opts: { password: string; clientFirstBare: string; serverFirst: ServerFirst } | { keys: ScramKeys; clientFirstBare: string; serverFirst: ServerFirst }): ClientFinal {
   const { serverFirst } = opts;
   const withoutProof = `c=${Buffer.from(GS2_HEADER).toString('base64')},r=${serverFirst.nonce}`;
   const authMessage = `${opts.clientFirstBare},${serverFirst.raw},${withoutProof}`;
 
-  const salted = pbkdf2Sync(saslPrep(opts.password), serverFirst.salt, serverFirst.iterations, 32, 'sha256');
-  const clientKey = hmac(salted, 'Client Key');
+  const { clientKey, serverKey } = 'keys' in opts ? opts.keys : keysFromPassword(opts.password, serverFirst.salt, serverFirst.iterations);
   const storedKey = createHash('sha256').update(clientKey).digest();
   const clientSignature = hmac(storedKey, authMessage);
   const proof = Buffer.alloc(clientKey.length);
   for (let i = 0; i < proof.length; i++) proof[i] = clientKey[i] ^ clientSignature[i];
-  const serverSignature = hmac(hmac(salted, 'Server Key'), authMessage);
+  const serverSignature = hmac(serverKey, authMessage);
 
   return { message: `${withoutProof},p=${proof.toString('base64')}`, expectedServerSignature: serverSignature.toString('base64') };
 }
@@ -94,9 +110,10 @@ export class ScramClient {
   private readonly bare: string;
   private expected: string | null = null;
 
+  /** `secret`: the password, or the keys recovered from an earlier proof (same salt and iterations). */
   constructor(
     private readonly user: string,
-    private readonly password: string,
+    private readonly secret: string | ScramKeys,
     private readonly nonce: string = makeNonce(),
   ) {
     this.bare = clientFirstMessageBare(user, nonce);
@@ -108,7 +125,10 @@ export class ScramClient {
 
   final(serverFirstRaw: string): string {
     const serverFirst = parseServerFirst(serverFirstRaw, this.nonce);
-    const out = clientFinal({ password: this.password, clientFirstBare: this.bare, serverFirst });
+    const out =
+      typeof this.secret === 'string'
+        ? clientFinal({ password: this.secret, clientFirstBare: this.bare, serverFirst })
+        : clientFinal({ keys: this.secret, clientFirstBare: this.bare, serverFirst });
     this.expected = out.expectedServerSignature;
     return out.message;
   }
@@ -119,11 +139,11 @@ export class ScramClient {
   }
 }
 
-function hmac(key: Buffer, data: string): Buffer {
+export function hmac(key: Buffer, data: string): Buffer {
   return createHmac('sha256', key).update(data, 'utf8').digest();
 }
 
-function parseAttributes(raw: string): Map<string, string> {
+export function parseAttributes(raw: string): Map<string, string> {
   const attrs = new Map<string, string>();
   for (const part of raw.split(',')) {
     const eq = part.indexOf('=');

@@ -75,12 +75,43 @@ export function copyFail(reason: string): Buffer {
   return message('f', cstring(reason));
 }
 
+/** Parse 'P': `paramTypes` is the raw Int16 count and Int32 type OIDs. */
+export function parse(name: string, sql: string, paramTypes: Buffer): Buffer {
+  return message('P', cstring(name), cstring(sql), paramTypes);
+}
+
+/** Bind 'B' from its parts: `rest` is everything after the statement name, as the client sent it. */
+export function bind(portal: string, statement: string, rest: Buffer): Buffer {
+  return message('B', cstring(portal), cstring(statement), rest);
+}
+
+/** Describe 'D' of a statement ('S') or portal ('P'). */
+export function describe(target: 'S' | 'P', name: string): Buffer {
+  return message('D', Buffer.from(target, 'latin1'), cstring(name));
+}
+
+/** Sync 'S'. */
+export function sync(): Buffer {
+  return message('S');
+}
+
+/** CancelRequest (untyped): length 16 (3.0 key) or more, code 80877102, process ID, secret key. */
+export function cancelRequest(processId: number, secretKey: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(12 + secretKey.length);
+  out.writeInt32BE(out.length, 0);
+  out.writeInt32BE(80877102, 4);
+  out.writeInt32BE(processId, 8);
+  secretKey.copy(out, 12);
+  return out;
+}
+
 /** Terminate 'X'. */
 export function terminate(): Buffer {
   return message('X');
 }
 
-function message(code: string, ...body: Buffer[]): Buffer {
+/** A typed message: the type letter, the Int32 length, the body parts. */
+export function message(code: string, ...body: Buffer[]): Buffer {
   const length = body.reduce((n, b) => n + b.length, 4);
   const out = Buffer.allocUnsafe(1 + length);
   out[0] = code.charCodeAt(0);
@@ -90,14 +121,14 @@ function message(code: string, ...body: Buffer[]): Buffer {
   return out;
 }
 
-function int32(n: number): Buffer {
+export function int32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeInt32BE(n, 0);
   return b;
 }
 
 /** A NUL-terminated UTF-8 string; an embedded NUL would silently truncate it on the server, so refuse. */
-function cstring(s: string): Buffer {
+export function cstring(s: string): Buffer {
   if (s.includes('\0')) throw new TypeError(`protocol strings cannot contain NUL: ${JSON.stringify(s.slice(0, 40))}`);
   const b = Buffer.allocUnsafe(Buffer.byteLength(s) + 1);
   b.write(s, 0);

@@ -55,7 +55,8 @@ export interface ConsoleSource {
  * analysis and the router's statistics plug in here when they exist.
  */
 export interface SourceHooks {
-  readonly endpoints?: () => readonly EndpointStat[];
+  /** The endpoint processes' figures (the daemon asks each over its control socket). */
+  readonly endpoints?: () => readonly EndpointStat[] | Promise<readonly EndpointStat[]>;
   readonly monitor?: () => { at: string; sentence: string } | null;
   readonly analysis?: (backups: readonly BackupInfo[], wal: readonly WalEntry[], policy: BackupConfig) => RecoveryAnalysis | null;
 }
@@ -77,7 +78,7 @@ export function clusterSource(ctx: ClusterContext, hooks: SourceHooks = {}): Con
         error = `the cluster could not be observed: ${(err as Error).message}`;
       }
       const repository = await repo.read(hooks.analysis);
-      return { at, status, error, events: await events.read(), repository, endpoints: safe(() => hooks.endpoints?.() ?? [], []), monitor: safe(() => hooks.monitor?.() ?? null, null) };
+      return { at, status, error, events: await events.read(), repository, endpoints: await Promise.resolve(safe(() => hooks.endpoints?.() ?? [], [])).catch(() => []), monitor: safe(() => hooks.monitor?.() ?? null, null) };
     },
   };
 }

@@ -64,8 +64,14 @@ export interface StatusJson {
   cluster: string;
   primary: string;
   passfile: string;
-  daemon: { running: boolean; pid: number | null };
-  endpoints: { rw?: string };
+  daemon: { running: boolean; pid: number | null; restarts: number; since: string | null; supervisor: { running: boolean; pid: number | null; spare: number | null } };
+  endpoints: {
+    rw?: string;
+    ro?: string;
+    auto?: string;
+    details: Record<string, { kind: string; running: boolean; primary: string | null; pid: number | null; restarts: number; connections: { current: number; total: number } | null; routes: Record<string, number> | null; replicas: Record<string, string> | null }>;
+    dsn: Record<string, string>;
+  };
   archive: { archived_lsn: string | null; lag_bytes: number | null } | null;
   nodes: NodeJson[];
 }
@@ -143,11 +149,15 @@ export class TestCluster {
         // gone
       }
     }
-    try {
-      const dpid = Number(fs.readFileSync(path.join(this.dir, 'state', 'daemon.pid'), 'utf8'));
-      process.kill(dpid, 'SIGKILL');
-    } catch {
-      // gone
+    // pgmaestro's own processes, supervisor first so that nothing restarts the others
+    for (const f of ['supervisor.pid', 'spare.pid', 'daemon.pid', 'endpoint-rw.pid', 'endpoint-ro.pid', 'endpoint-auto.pid']) {
+      try {
+        const pid = Number(fs.readFileSync(path.join(this.dir, 'state', f), 'utf8'));
+        // only if the pid is still ours (a stale file may name a recycled pid)
+        if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(this.file)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
   }

@@ -21,7 +21,13 @@ function backup(id: string, type: BackupInfo['type'], start: string, stop: strin
 export function inputs(): ConsoleInputs {
   const status: ClusterStatus = {
     cluster: 'demo', version: '0.1.0', config: '/c/pgmaestro.yaml', primary: 'node1', postgres_version: '18.4', passfile: '/c/secrets/superuser.pgpass',
-    daemon: { running: true, pid: 99, log: '/c/logs/pgmaestro.log' }, endpoints: { rw: '127.0.0.1:6432', console: '127.0.0.1:7432' },
+    daemon: { running: true, pid: 99, log: '/c/logs/pgmaestro.log', since: '2026-01-01T00:00:00.000Z', restarts: 0, managed_by: 'supervisor', service: null, supervisor: { running: true, pid: 98, since: '2026-01-01T00:00:00.000Z', spare: null } },
+    endpoints: {
+      rw: '127.0.0.1:6432',
+      console: '127.0.0.1:7432',
+      details: {},
+      dsn: { rw: 'postgresql://postgres@127.0.0.1:6432/postgres', multi_host_rw: 'postgresql://postgres@127.0.0.1:5432,127.0.0.1:5433/postgres?target_session_attrs=read-write', multi_host_ro: 'postgresql://postgres@127.0.0.1:5432,127.0.0.1:5433/postgres?target_session_attrs=prefer-standby' },
+    },
     archive: { last_segment: '000000020000000000000002', archived_lsn: '0/3000000', timeline: 2, lag_bytes: 256, lag_seconds: 0.2 }, backups: { count: 2, latest: 'I' }, window: null,
     nodes: [
       node('node1', { role: 'primary', lsn: '0/3000100', lag_bytes: 0, lag_seconds: 0, upstream: null }),

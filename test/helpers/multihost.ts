@@ -228,7 +228,7 @@ export class MultiHostLab {
   /** The endpoint every agent serves on its host. */
   endpoint(host: string): string {
     const n = this.cfg.nodes.find((x) => x.host === host)!;
-    return `${n.service}:${this.cfg.endpoint.port}`;
+    return `${n.service}:${this.cfg.endpoints.rw!.port}`;
   }
 
   /**

@@ -38,4 +38,6 @@ export const PG18_BIN = (await resolveBinaries('embedded', await resolveOsUser('
  *   19500-19999 their agents (19510, campaign 19610, benchmark 19710) and etcd members (19520,
  *               campaign 19620, benchmark 19720; peers +1), benchmark Patroni 19730 and HAProxy 19740,
  *               inside lab namespaces named mh*
+ *   10000-10499 traffic tests (endpoints rw/ro/auto 11000-11499, consoles 12000-12499);
+ *               10500-10999 their other servers (haproxy, pgbouncer); netns labs "tr*"
  */

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { Endpoint } from '../../src/ha/endpoint.js';
+import { Endpoint } from '../../src/router/tcp.js';
 import { run } from '../../src/postgres/exec.js';
 import { PG15_BIN, ScratchPg } from '../helpers/netns.js';
 

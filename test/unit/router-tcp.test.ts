@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { Endpoint, type EndpointTarget } from '../../src/ha/endpoint.js';
+import { Endpoint, type EndpointTarget } from '../../src/router/tcp.js';
 import { PgmError } from '../../src/errors.js';
 
 /**
@@ -137,17 +137,63 @@ test('a held connection is closed when no target comes within holdMs', async () 
   }
 });
 
-test('a target that refuses closes the client, and is logged once per outage', async () => {
-  const before = lines.length;
-  ep.setTarget({ name: 'gone', host: HOST, port: 27019 }, 'test');
-  for (let i = 0; i < 3; i++) {
-    const c = await dial(27000);
-    await c.closed;
+test('a target that refuses: the client waits (tried again every 250 ms) up to holdMs, then is closed; logged once per outage', async () => {
+  const short = new Endpoint({ host: HOST, port: 27005, holdMs: 700, connectTimeoutMs: 500, log: (s) => lines.push(s) });
+  await short.listen();
+  try {
+    const before = lines.length;
+    short.setTarget({ name: 'gone', host: HOST, port: 27019 }, 'test');
+    const t0 = Date.now();
+    const cs = await Promise.all([0, 1, 2].map(() => dial(27005)));
+    await Promise.all(cs.map((c) => c.closed));
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 600 && waited < 3_000, `closed after ${waited} ms`);
+    const logged = lines.slice(before).filter((l) => l.includes('cannot reach gone'));
+    assert.equal(logged.length, 1, logged.join('\n'));
+    assert.match(logged[0], /ECONNREFUSED\); new connections wait for it \(up to 0\.7 s\)/);
+    assert.ok(short.stats.unreachable >= 6, `retried: ${short.stats.unreachable} attempts`);
+    assert.equal(short.stats.holdExpired, 3);
+  } finally {
+    await short.close();
   }
-  const logged = lines.slice(before).filter((l) => l.includes('cannot reach gone'));
-  assert.equal(logged.length, 1, logged.join('\n'));
-  assert.match(logged[0], /ECONNREFUSED/);
-  ep.setTarget(A.target, 'restore');
+});
+
+test('a target that refuses, then comes back within holdMs: the waiting client gets through', async () => {
+  const short = new Endpoint({ host: HOST, port: 27006, holdMs: 3_000, connectTimeoutMs: 500 });
+  await short.listen();
+  const late = new Tagged('late', 27018);
+  try {
+    short.setTarget(late.target, 'test');
+    const c = await dial(27006);
+    c.sock.write('ping\n');
+    await sleep(600);
+    assert.equal(short.stats.held, 1, 'held while the target refuses');
+    await late.start();
+    assert.equal(await c.greeting, 'late');
+    const echoed = await new Promise<string>((r) => c.sock.once('data', (d) => r(d.toString())));
+    assert.equal(echoed, 'ping\n', 'nothing the client sent meanwhile is lost');
+    c.sock.destroy();
+    await c.closed;
+  } finally {
+    await short.close();
+    await late.stop();
+  }
+});
+
+test('a target that refuses while another is set meanwhile: the waiting client goes to the new one', async () => {
+  const short = new Endpoint({ host: HOST, port: 27007, holdMs: 3_000, connectTimeoutMs: 500 });
+  await short.listen();
+  try {
+    short.setTarget({ name: 'gone', host: HOST, port: 27019 }, 'crashed');
+    const c = await dial(27007);
+    await sleep(400);
+    assert.match(short.setTarget(A.target, 'failover'), /released 1 held connection/);
+    assert.equal(await c.greeting, 'a');
+    c.sock.destroy();
+    await c.closed;
+  } finally {
+    await short.close();
+  }
 });
 
 test('a half-close is passed on and the other direction keeps flowing', async () => {

@@ -1,10 +1,12 @@
 import net from 'node:net';
-import { PgmError } from '../errors.js';
+import { listenOn } from '../daemon/listen.js';
 
 /**
- * The cluster's stable read-write endpoint: a TCP forwarder (it does not parse
- * the PostgreSQL protocol) that pipes every client connection to the current
- * primary.
+ * A TCP endpoint (it does not parse the PostgreSQL protocol) that pipes every
+ * client connection to a target: `rw` forwards to the one current target (the
+ * primary, `setTarget`); `ro` passes a `pick` function that chooses a target
+ * for each new connection (a replica by least connections) and takes targets
+ * out with `dropTarget`.
  *
  * Guarantees:
  * - `setTarget(next)` destroys every session with the previous target before
@@ -15,8 +17,11 @@ import { PgmError } from '../errors.js';
  *   held, unread, for up to `holdMs`; they are forwarded as soon as a target is
  *   set, or closed when the time is up. Nothing a client sends is lost while
  *   it waits (a client that gives up meanwhile is noticed only then).
- * - A target that refuses or does not answer within `connectTimeoutMs` closes
- *   the client's connection (the client sees an EOF and retries).
+ * - A target that refuses or does not answer within `connectTimeoutMs` (a
+ *   primary that crashed, before the failover is decided) is tried again every
+ *   250 ms, the client held meanwhile, within the same `holdMs`: a failover
+ *   looks like a pause to a new client, not like an error; when the time is
+ *   up the client's connection is closed (it sees an EOF and retries).
  * - Each direction is piped with backpressure; a half-close (FIN) is passed on
  *   and the other direction keeps flowing until it ends too.
  * - `close()` stops accepting and destroys every connection; nothing is left
@@ -38,6 +43,14 @@ export interface EndpointOptions {
   /** How long a connection waits for a target when there is none (default 10 s). */
   readonly holdMs?: number;
   readonly log?: (sentence: string) => void;
+  /**
+   * Chooses the target of each new connection instead of the current one:
+   * a target, null to hold the connection until `release()` finds one, or
+   * 'refuse' to close it at once.
+   */
+  readonly pick?: () => EndpointTarget | null | 'refuse';
+  /** A listening socket inherited from the endpoint's keeper (see daemon/listen.ts); null: bind host:port. */
+  readonly fd?: number | null;
 }
 
 export interface EndpointStats {
@@ -50,7 +63,7 @@ export interface EndpointStats {
   readonly connecting: number;
   /** Connections waiting for a target. */
   readonly held: number;
-  /** Totals since the endpoint was created. */
+  /** Totals since the endpoint was created (bytes include the live connections'). */
   readonly accepted: number;
   readonly forwarded: number;
   readonly dropped: number;
@@ -58,6 +71,8 @@ export interface EndpointStats {
   readonly holdExpired: number;
   readonly bytesFromClients: number;
   readonly bytesToClients: number;
+  /** Connections piped or being opened, by target name. */
+  readonly perTarget: Record<string, number>;
 }
 
 /** One client connection and, once opened, its connection to a target. */
@@ -65,12 +80,19 @@ interface Link {
   readonly client: net.Socket;
   state: 'held' | 'connecting' | 'piped';
   upstream: net.Socket | null;
+  /** The target of `upstream`. */
+  target: EndpointTarget | null;
   holdTimer: NodeJS.Timeout | null;
+  /** The next attempt after the target refused. */
+  retryTimer: NodeJS.Timeout | null;
+  /** Since when it waits for a target (held or retrying); null once piped. */
+  waitingSince: number | null;
   /** Sockets of a piped link that have closed cleanly; the link is forgotten when both have. */
   closed: number;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const RETRY_MS = 250;
 const DEFAULT_HOLD_MS = 10_000;
 
 export class Endpoint {
@@ -114,35 +136,37 @@ export class Endpoint {
     let active = 0;
     let connecting = 0;
     let held = 0;
+    const perTarget: Record<string, number> = {};
+    let liveIn = 0;
+    let liveOut = 0;
     for (const l of this.links) {
+      liveIn += l.client.bytesRead;
+      liveOut += l.client.bytesWritten;
       if (l.state === 'held') held++;
       else if (l.state === 'connecting') connecting++;
       else active++;
+      if (l.target && l.state !== 'held') perTarget[l.target.name] = (perTarget[l.target.name] ?? 0) + 1;
     }
-    return { address: this.address, listening: this.server.listening, target: this.current, active, connecting, held, ...this.totals };
+    const t = this.totals;
+    return {
+      address: this.address,
+      listening: this.server.listening,
+      target: this.current,
+      active,
+      connecting,
+      held,
+      ...t,
+      bytesFromClients: t.bytesFromClients + liveIn,
+      bytesToClients: t.bytesToClients + liveOut,
+      perTarget,
+    };
   }
 
-  /** Resolves once the endpoint accepts connections. */
-  listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        this.server.off('listening', onListening);
-        if (err.code === 'EADDRINUSE') {
-          reject(new PgmError('port.in_use', `the endpoint cannot listen on ${this.address}: the port is in use.`, { hint: 'stop what uses it or choose another endpoint port.', cause: err }));
-        } else {
-          reject(new PgmError('daemon.failed', `the endpoint cannot listen on ${this.address}: ${err.message}.`, { hint: 'check the endpoint host is an address of this machine.', cause: err }));
-        }
-      };
-      const onListening = () => {
-        this.server.off('error', onError);
-        const a = this.server.address();
-        if (a && typeof a === 'object') this.boundPort = a.port;
-        resolve();
-      };
-      this.server.once('error', onError);
-      this.server.once('listening', onListening);
-      this.server.listen({ host: this.opts.host, port: this.opts.port });
-    });
+  /** Resolves once the endpoint accepts connections (on the inherited socket `opts.fd` when given). */
+  async listen(): Promise<void> {
+    await listenOn(this.server, { host: this.opts.host, port: this.opts.port }, 'endpoint', this.opts.fd ?? null);
+    const a = this.server.address();
+    if (a && typeof a === 'object') this.boundPort = a.port;
   }
 
   /**
@@ -150,14 +174,15 @@ export class Endpoint {
    * the previous target first. Returns, and logs, one sentence saying what changed.
    */
   setTarget(next: EndpointTarget | null, reason: string): string {
+    const sentence = describeChange(this.address, this.holdMs, reason, this.retarget(next));
+    this.log(sentence);
+    return sentence;
+  }
+
+  /** setTarget's work without the sentence: what changed, for a caller that sums several endpoints (forwarders.ts). */
+  retarget(next: EndpointTarget | null): TargetChange {
     const prev = this.current;
-    if (sameTarget(prev, next)) {
-      const sentence = next
-        ? `endpoint ${this.address} already forwards to ${describe(next)}: ${reason}`
-        : `endpoint ${this.address} already holds new connections with no target: ${reason}`;
-      this.log(sentence);
-      return sentence;
-    }
+    if (sameTarget(prev, next)) return { prev, next, same: true, dropped: 0, moved: 0, released: 0, expired: 0 };
     this.current = next;
     this.unreachableLogged = false;
 
@@ -182,20 +207,53 @@ export class Endpoint {
       }
     }
     this.totals.dropped += dropped;
-
-    const parts = [
-      next
-        ? `endpoint ${this.address} now forwards to ${describe(next)}: ${reason}`
-        : `endpoint ${this.address} holds new connections (up to ${seconds(this.holdMs)}) with no target: ${reason}`,
-    ];
-    if (prev) parts.push(`dropped ${plural(dropped, 'connection')} to ${prev.name}`);
-    if (prev && moved > 0) parts.push(`${next ? 'redirected' : 'holding'} ${plural(moved, 'connection')} still opening to ${prev.name}`);
-    if (released > 0) parts.push(`released ${plural(released, 'held connection')}`);
-    if (this.expiredSinceChange > 0) parts.push(`closed ${plural(this.expiredSinceChange, 'connection')} held longer than ${seconds(this.holdMs)}`);
+    const expired = this.expiredSinceChange;
     this.expiredSinceChange = 0;
-    const sentence = parts.join('; ');
-    this.log(sentence);
-    return sentence;
+    return { prev, next, same: false, dropped, moved, released, expired };
+  }
+
+  /** Connections piped to or being opened to `name` (what least-connections balancing counts). */
+  connectionsTo(name: string): number {
+    let n = 0;
+    for (const l of this.links) if (l.state !== 'held' && l.target?.name === name) n++;
+    return n;
+  }
+
+  /**
+   * `pick` mode: destroys every piped connection to `name` and sends the ones
+   * still opening to it elsewhere. Returns how many were dropped.
+   */
+  dropTarget(name: string): number {
+    let dropped = 0;
+    for (const l of [...this.links]) {
+      if (l.target?.name !== name) continue;
+      if (l.state === 'piped') {
+        dropped++;
+        this.teardown(l);
+      } else if (l.state === 'connecting') {
+        this.abandonUpstream(l);
+        this.route(l);
+      }
+    }
+    this.totals.dropped += dropped;
+    return dropped;
+  }
+
+  /** `pick` mode: offers every held connection to `pick` again. Returns how many found a target. */
+  release(): number {
+    let released = 0;
+    for (const l of [...this.links]) {
+      if (l.state !== 'held') continue;
+      const t = this.choose();
+      if (t === null) break;
+      if (t === 'refuse') {
+        this.teardown(l);
+        continue;
+      }
+      released++;
+      this.forward(l, t);
+    }
+    return released;
   }
 
   /** Stops accepting, destroys every connection, and resolves once the listener is closed. */
@@ -212,7 +270,7 @@ export class Endpoint {
       return;
     }
     this.totals.accepted++;
-    const link: Link = { client, state: 'held', upstream: null, holdTimer: null, closed: 0 };
+    const link: Link = { client, state: 'held', upstream: null, target: null, holdTimer: null, retryTimer: null, waitingSince: null, closed: 0 };
     this.links.add(link);
     client.setNoDelay(true);
     client.setKeepAlive(true, 10_000);
@@ -222,33 +280,64 @@ export class Endpoint {
       this.totals.bytesToClients += client.bytesWritten;
       this.closed(link, hadError);
     });
-    if (this.current) this.forward(link, this.current);
+    this.route(link);
+  }
+
+  private choose(): EndpointTarget | null | 'refuse' {
+    return this.opts.pick ? this.opts.pick() : this.current;
+  }
+
+  /** Sends a new (or redirected) connection to its target, holds it, or refuses it. */
+  private route(link: Link): void {
+    const t = this.choose();
+    if (t === 'refuse') this.teardown(link);
+    else if (t) this.forward(link, t);
     else this.hold(link);
   }
 
-  /** Keeps the client waiting, unread, until a target is set or holdMs has passed. */
+  /** Keeps the client waiting, unread, until a target is set or holdMs has passed since it began to wait. */
   private hold(link: Link): void {
     link.state = 'held';
+    link.target = null;
+    link.waitingSince ??= Date.now();
+    if (link.holdTimer) clearTimeout(link.holdTimer);
     link.holdTimer = setTimeout(() => {
       this.totals.holdExpired++;
       this.expiredSinceChange++;
       this.teardown(link);
-    }, this.holdMs);
+    }, Math.max(0, link.waitingSince + this.holdMs - Date.now()));
+  }
+
+  /** The target refused: hold the client and try again shortly (the target, or whatever `pick` or a new target says then). */
+  private retry(link: Link): void {
+    this.abandonUpstream(link);
+    this.hold(link);
+    if (link.retryTimer) clearTimeout(link.retryTimer);
+    link.retryTimer = setTimeout(() => {
+      link.retryTimer = null;
+      if (this.links.has(link) && link.state === 'held') this.route(link);
+    }, RETRY_MS);
   }
 
   /** Opens the connection to `target` and pipes both ways once it is up. */
   private forward(link: Link, target: EndpointTarget): void {
     if (link.holdTimer) clearTimeout(link.holdTimer);
-    link.holdTimer = null;
+    if (link.retryTimer) clearTimeout(link.retryTimer);
+    link.holdTimer = link.retryTimer = null;
     link.state = 'connecting';
     const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
     link.upstream = upstream;
+    link.target = target;
     upstream.setTimeout(this.connectTimeoutMs);
     upstream.once('timeout', () => upstream.destroy(Object.assign(new Error(`no answer within ${seconds(this.connectTimeoutMs)}`), { code: 'ETIMEDOUT' })));
     // The guards ignore an upstream the link has abandoned (see abandonUpstream).
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (link.upstream !== upstream) return;
-      if (link.state === 'connecting') this.unreachable(target, err);
+      if (link.state === 'connecting') {
+        this.unreachable(target, err);
+        this.retry(link);
+        return;
+      }
       this.teardown(link);
     });
     upstream.once('close', (hadError: boolean) => {
@@ -259,6 +348,7 @@ export class Endpoint {
       upstream.setTimeout(0);
       upstream.setKeepAlive(true, 10_000);
       link.state = 'piped';
+      link.waitingSince = null;
       this.totals.forwarded++;
       this.unreachableLogged = false;
       // pipe() ends the destination when its source ends (half-close) and
@@ -291,19 +381,49 @@ export class Endpoint {
 
   private unreachable(target: EndpointTarget, err: NodeJS.ErrnoException): void {
     this.totals.unreachable++;
-    if (this.unreachableLogged || !sameTarget(target, this.current)) return;
+    if (this.unreachableLogged || (!this.opts.pick && !sameTarget(target, this.current))) return;
     this.unreachableLogged = true;
-    this.log(`endpoint ${this.address} cannot reach ${describe(target)} (${err.code ?? err.message}); closing client connections until it answers`);
+    this.log(`endpoint ${this.address} cannot reach ${describe(target)} (${err.code ?? err.message}); new connections wait for it (up to ${seconds(this.holdMs)}) and are closed after that`);
   }
 
   /** Destroys both sockets of a link and forgets it; safe to call more than once. */
   private teardown(link: Link): void {
     if (!this.links.delete(link)) return;
     if (link.holdTimer) clearTimeout(link.holdTimer);
-    link.holdTimer = null;
+    if (link.retryTimer) clearTimeout(link.retryTimer);
+    link.holdTimer = link.retryTimer = null;
     link.upstream?.destroy();
     link.client.destroy();
   }
+}
+
+/** What a change of target did (summed over the threads of a multi-threaded endpoint). */
+export interface TargetChange {
+  readonly prev: EndpointTarget | null;
+  readonly next: EndpointTarget | null;
+  /** The target was already that one: nothing changed. */
+  readonly same: boolean;
+  readonly dropped: number;
+  readonly moved: number;
+  readonly released: number;
+  readonly expired: number;
+}
+
+/** One sentence saying what a change of target did. Pure. */
+export function describeChange(address: string, holdMs: number, reason: string, c: TargetChange): string {
+  const { prev, next } = c;
+  if (c.same) return next ? `endpoint ${address} already forwards to ${describe(next)}: ${reason}` : `endpoint ${address} already holds new connections with no target: ${reason}`;
+  const parts = [next ? `endpoint ${address} now forwards to ${describe(next)}: ${reason}` : `endpoint ${address} holds new connections (up to ${seconds(holdMs)}) with no target: ${reason}`];
+  if (prev) parts.push(`dropped ${plural(c.dropped, 'connection')} to ${prev.name}`);
+  if (prev && c.moved > 0) parts.push(`${next ? 'redirected' : 'holding'} ${plural(c.moved, 'connection')} still opening to ${prev.name}`);
+  if (c.released > 0) parts.push(`released ${plural(c.released, 'held connection')}`);
+  if (c.expired > 0) parts.push(`closed ${plural(c.expired, 'connection')} held longer than ${seconds(holdMs)}`);
+  return parts.join('; ');
+}
+
+/** Adds two changes of the same target on two threads. */
+export function sumChanges(a: TargetChange, b: TargetChange): TargetChange {
+  return { prev: a.prev ?? b.prev, next: a.next, same: a.same && b.same, dropped: a.dropped + b.dropped, moved: a.moved + b.moved, released: a.released + b.released, expired: a.expired + b.expired };
 }
 
 function sameTarget(a: EndpointTarget | null, b: EndpointTarget | null): boolean {
