@@ -10,6 +10,8 @@ import { LeasedKey } from '../dcs/lease.js';
 import type { ClusterState } from '../dcs/store.js';
 import { PgmError, errorMessage } from '../errors.js';
 import { Endpoint } from '../router/tcp.js';
+import { startConsole, type ConsoleService } from '../web/console.js';
+import type { EndpointStat } from '../web/source.js';
 import type { PrimaryHooks } from '../ha/failover.js';
 import type { NodeObservation } from '../ha/observations.js';
 import { observe } from '../ha/probe.js';
@@ -31,8 +33,9 @@ import { PrimaryLease } from './primary-lease.js';
  *  - starts again a local replica whose postmaster died;
  *  - campaigns for the controller lease and, while it holds it, runs the
  *    monitor and the operator's HA commands (controller.ts);
- *  - serves the read-write endpoint for its host, following the state, and
- *    Patroni-compatible health checks on its HTTPS port.
+ *  - serves the read-write endpoint for its host, following the state, the
+ *    web console and /metrics (read-only), and Patroni-compatible health
+ *    checks on its HTTPS port.
  * Its loops poll every loop_wait and wake at once when the state, the
  * primary key or the controller key change (etcd watches).
  */
@@ -77,6 +80,7 @@ class Agent {
   private readonly heldStopped = new Set<string>();
   private readonly downTicks = new Map<string, number>();
   private endpoint: Endpoint | null = null;
+  private web: ConsoleService | null = null;
   private server: https.Server | null = null;
   private stopping = false;
   private etcdUp: boolean | null = null;
@@ -175,6 +179,20 @@ class Agent {
       this.endpoint = new Endpoint({ host: local.service, port: rw.port, holdMs: this.ctx.cfg.endpoints.holdMs, log });
       await this.endpoint.listen().catch((err: Error) => log(`endpoint: ${errorMessage(err)}`));
     }
+    // the console of this host: what status says, from etcd and the agents; operator actions stay with the CLI (no token allows them here)
+    const consoleAt = this.ctx.cfg.endpoints.console;
+    if (local && consoleAt) {
+      const endpoints = (): EndpointStat[] => {
+        const s = this.endpoint?.stats;
+        if (!s) return [];
+        return [{ name: 'rw', address: s.address, target: s.target?.name ?? null, connections: s.active + s.connecting, waiting: s.held, bytesFromClients: s.bytesFromClients, bytesToClients: s.bytesToClients, decisions: {}, pid: process.pid }];
+      };
+      this.web = await startConsole(this.ctx, { host: local.service, port: consoleAt.port, hooks: { endpoints }, log }).catch((err: unknown) => {
+        log(`console not started: ${errorMessage(err)}`);
+        return null;
+      });
+      if (this.web) log(`console of host ${this.me.name}: http://${this.web.address}/`);
+    }
 
     // 4. wake the loops when what they act on changes
     const gk = this.store.keys.group(this.ctx.group);
@@ -219,7 +237,7 @@ class Agent {
     const kept = await this.lease.stop().catch(() => 'none');
     if (kept === 'kept') log(`the primary keeps its lease and its armed guard: the next agent of host ${this.me.name} adopts them, or the guard fences it when the lease runs out`);
     await Promise.allSettled([this.controller.stop(), this.session.release()]);
-    await this.endpoint?.close();
+    await Promise.allSettled([this.endpoint?.close(), this.web?.stop()]);
     this.server?.close();
     await this.store.close();
     process.exit(0);

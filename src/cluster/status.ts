@@ -180,9 +180,11 @@ export async function clusterStatus(ctx: ClusterContext): Promise<ClusterStatus>
   // multi-host: every agent serves the endpoint on its host; the primary's own host is one hop shorter
   const primaryHost = ctx.cfg.nodes.find((n) => n.name === primaryName)?.host ?? '';
   const rw = byHost[primaryHost] ?? Object.values(byHost)[0];
+  // multi-host: every agent serves the console on its host; status names the primary's (or the first that answers)
+  const consoleHost = ctx.cfg.nodes.find((n) => n.host === primaryHost && byHost[primaryHost]) ?? ctx.cfg.nodes.find((n) => n.host && byHost[n.host]);
   const consoleAt = ctx.cfg.endpoints.console;
   const endpoints: EndpointsStatus = multi
-    ? { ...endpointsStatus(ctx, []), ...(rw ? { rw, rw_by_host: byHost } : {}) }
+    ? { ...endpointsStatus(ctx, []), ...(rw ? { rw, rw_by_host: byHost } : {}), ...(consoleAt && consoleHost ? { console: `${consoleHost.service}:${consoleAt.port}` } : {}) }
     : { ...endpointsStatus(ctx, eps), ...(dpid !== null && consoleAt ? { console: `${consoleAt.host}:${consoleAt.port}` } : {}) };
   const queryAt = ctx.cfg.queryEndpoint;
   const withQuery: EndpointsStatus = !multi && dpid !== null && queryAt && (ctx.cfg.queryNodes?.length ?? 0) > 0 ? { ...endpoints, query: `${queryAt.host}:${queryAt.port}` } : endpoints;

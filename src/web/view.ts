@@ -5,7 +5,8 @@ import type { ClusterStatus, NodeStatus } from '../cluster/status.js';
 import type { EventRecord } from '../daemon/events.js';
 import { parseLsn } from '../postgres/lsn.js';
 import type { ConsoleInputs, EndpointStat } from './source.js';
-import { backupTimeline, type TimelineModel } from './timeline.js';
+import type { WindowReport } from '../backup/window.js';
+import { backupTimeline, type RecoveryAnalysis, type TimelineModel } from './timeline.js';
 
 /**
  * What the page shows, built from one observation. Pure. Every field is
@@ -124,10 +125,23 @@ function backupsView(inp: ConsoleInputs): BackupsView {
     retention: r.policy.retention,
     now: inp.at,
     createdAt: createdAt(r.backups.find((b) => b.system_identifier)?.system_identifier ?? null),
-    analysis: r.analysis,
+    analysis: r.analysis ?? analysisOfWindow(inp.status?.window ?? null),
   });
   const rows = [...r.backups].reverse().map((b) => ({ id: b.id, type: b.type, parent: b.parent, node: b.node, start_time: b.start_time, stop_time: b.stop_time, size_bytes: b.size_bytes, stored_bytes: b.stored_bytes }));
   return { ok: true, timeline, backups: rows, storage: storageSummary(r.backups, r.wal, r.policy, inp.at), schedule: r.policy.schedule };
+}
+
+/**
+ * The repository's own analysis of the recovery window (status.window: WAL
+ * gaps, failed backups, an archive that stands still) as the timeline draws
+ * it. WAL not archived yet is pending, not lost.
+ */
+export function analysisOfWindow(w: WindowReport | null): RecoveryAnalysis | null {
+  if (!w) return null;
+  return {
+    ranges: w.ranges.map((r) => ({ from: r.from, to: r.to, state: r.restorable ? 'restorable' : /not in the archive yet/.test(r.reason) ? 'pending' : 'unrestorable', reason: r.reason })),
+    walGaps: [],
+  };
 }
 
 /** A system identifier's upper 32 bits are the second initdb ran. */

@@ -48,7 +48,7 @@ export type MultiStatus = Omit<StatusJson, 'nodes' | 'endpoints'> & {
   hosts: { name: string; agent: string; reachable: boolean; etcd?: string; netns?: string }[];
   controller: string | null;
   dcs: { healthy: boolean; members: { name: string; healthy: boolean; leader: boolean; endpoints: string[] }[] };
-  endpoints: { rw?: string; rw_by_host?: Record<string, string> };
+  endpoints: { rw?: string; rw_by_host?: Record<string, string>; console?: string };
   nodes: (StatusJson['nodes'][number] & { address: string; pending_restart: string[] })[];
 };
 

@@ -10,6 +10,7 @@ import { netnsUnsupported } from '../../src/ha/netns.js';
 import { vipHolders } from '../../src/ha/vip.js';
 import { cli } from '../helpers/cluster.js';
 import { CLI, REPO } from '../helpers/paths.js';
+import { tokenFiles } from '../../src/web/auth.js';
 import { MultiHostLab, Writer, kill, sleep, until, writableOverlaps } from '../helpers/multihost.js';
 
 /**
@@ -64,6 +65,21 @@ test('multi-host status: hosts, the controller off the primary host, etcd member
   assert.match(again.stdout, /logical replication is as declared/, again.stdout);
   assert.equal(Object.keys(st.endpoints.rw_by_host ?? {}).length, 3);
   assert.equal(st.endpoints.rw, lab.endpoint('h1'), 'status names the endpoint on the primary host first');
+  // every agent serves the console and /metrics on its host, behind the cluster's token; status names the primary host's
+  const consolePort = lab.cfg.endpoints.console!.port;
+  assert.equal(st.endpoints.console, `${lab.node('node1').service}:${consolePort}`);
+  const token = fs.readFileSync(tokenFiles(path.dirname(st.passfile)).read, 'utf8').trim();
+  for (const n of lab.cfg.nodes) {
+    const url = `http://${n.service}:${consolePort}/metrics`;
+    assert.equal((await fetch(url)).status, 401, `${url} without the token`);
+    let page = '';
+    await until(`${n.host}'s /metrics says node1 is up`, async () => {
+      const r = await fetch(url, { headers: { authorization: `Bearer ${token}` } }).catch(() => null);
+      page = r?.status === 200 ? await r.text() : '';
+      return /pgmaestro_node_up\{[^}]*node="node1"[^}]*\} 1/.test(page);
+    }, 30_000);
+    assert.ok(!page.includes(token), 'the token never appears in /metrics');
+  }
   await until('the VIP on h1', async () => (await vipNow()).join() === 'h1', 10_000);
   const human = await lab.run('status');
   assert.match(human.stdout, /primary node1, agents 3 of 3, controller h[23], etcd healthy \(3 of 3 members\)/);

@@ -22,6 +22,30 @@ test('the view names the down node, keeps its error, computes the write rate fro
   assert.ok(!JSON.stringify(v).includes('passfile'));
 });
 
+test("the timeline draws the repository's own window analysis when status carries it: a WAL gap is unrestorable, an archive behind is pending", () => {
+  const gap = 'WAL gap: node1 removed WAL from 0/5000000 to 0/9000000 before it was archived; a new full backup heals it';
+  const window = {
+    window_start: '2026-02-28T12:00:00.000Z',
+    window_end: AT.toISOString(),
+    restorable: false,
+    ranges: [
+      { from: '2026-02-28T12:00:00.000Z', to: '2026-03-01T09:00:00.000Z', restorable: true, reason: 'from backup F' },
+      { from: '2026-03-01T09:00:00.000Z', to: '2026-03-01T09:30:00.000Z', restorable: false, reason: gap },
+      { from: '2026-03-01T09:30:00.000Z', to: AT.toISOString(), restorable: false, reason: 'WAL since then is not in the archive yet (is the archiver running?)' },
+    ],
+    sentence: 'not restorable: …',
+  };
+  const v = buildView({ ...inputs(), status: { ...inputs().status!, window } }, null);
+  assert.ok(v.backups.ok);
+  if (!v.backups.ok) return;
+  const states = v.backups.timeline.spans.map((r) => [r.state, r.reason]);
+  assert.deepEqual(states.map((x) => x[0]), ['restorable', 'unrestorable', 'pending']);
+  assert.equal(states[1][1], gap);
+  assert.equal(v.backups.timeline.fullyRestorable, false);
+  assert.equal(v.backups.timeline.gapsAnalysed, true);
+  assert.match(v.problems.join('\n'), /WAL gap: node1 removed WAL/);
+});
+
 test('a repository that cannot be read and a failed observation are problems, not errors', () => {
   const v = buildView({ ...inputs(), status: null, error: 'the cluster could not be observed: boom', repository: { ok: false, error: 'the backup repository /r cannot be read: EIO' } }, null);
   assert.deepEqual(v.problems, ['the cluster could not be observed: boom', 'the backup repository /r cannot be read: EIO']);
