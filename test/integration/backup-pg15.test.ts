@@ -115,13 +115,19 @@ test('pg15: bad input: unknown backup id, a target before the oldest backup, a l
 
 test('pg15: a backup killed halfway leaves no catalog entry and nothing a later backup or expire trips on', async () => {
   const before = (await list(c)).length;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'backup', 'full', '-c', c.file], { stdio: 'ignore' });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'backup', 'full', '-c', c.file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const backupsDir = path.join(c.dir, 'backups', 'backups');
   const unmarked = () => fs.readdirSync(backupsDir).filter((d) => !fs.existsSync(path.join(backupsDir, d, 'backup.json')));
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  // the backup first waits for the replica's restartpoint, which takes a while on a loaded machine: wait for files, or for its end
   await c.until('a partial backup with files', async () => {
     const partial = unmarked()[0];
-    return partial !== undefined && fs.readdirSync(path.join(backupsDir, partial), { recursive: true }).length > 20;
-  }, 30_000);
+    return exited || (partial !== undefined && fs.readdirSync(path.join(backupsDir, partial), { recursive: true }).length > 20);
+  }, 120_000);
+  assert.equal(exited, false, `the backup ended before it could be killed halfway: ${stderr}`);
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   assert.equal((await list(c)).length, before, 'the killed backup is not listed');
