@@ -31,7 +31,7 @@ export async function initdb(bins: Binaries, user: RunAs, dataDir: string, opts:
 }
 
 export async function pgStart(bins: Binaries, user: RunAs, dataDir: string, logFile: string, timeoutSec = 120): Promise<void> {
-  awaitReaped(dataDir);
+  await awaitReaped(dataDir);
   if (!fs.existsSync(logFile)) fs.writeFileSync(logFile, '', { mode: 0o600 });
   if (user.uid !== undefined && user.gid !== undefined) fs.chownSync(logFile, user.uid, user.gid);
   const before = fs.statSync(logFile).size;

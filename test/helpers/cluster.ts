@@ -102,6 +102,19 @@ export class TestCluster {
     return JSON.parse(r.stdout) as StatusJson;
   }
 
+  /** SIGKILLs the supervisor and its spare, so that a daemon killed next stays down (as after a crash without pgmaestro's keeper). */
+  async stopKeepers(): Promise<void> {
+    const { supervisor } = (await this.status()).daemon;
+    for (const pid of [supervisor.pid, supervisor.spare]) {
+      if (pid === null) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  }
+
   node(st: StatusJson, name: string): NodeJson {
     const n = st.nodes.find((x) => x.name === name);
     if (!n) throw new Error(`no node ${name}`);

@@ -41,9 +41,8 @@ const events = (): string[] => {
 
 test('the daemon down while 400 MB of WAL is written: the gap is reported, a full backup follows by itself, a later time restores', async () => {
   const first = await backup(c, 'full');
+  await c.stopKeepers(); // the daemon stays down only without its keepers
   const st = await c.status();
-  // the daemon stays down only without its keepers: the supervisor and its spare first
-  for (const pid of [st.daemon.supervisor.pid, st.daemon.supervisor.spare]) if (pid !== null) process.kill(pid, 'SIGKILL');
   process.kill(st.daemon.pid!, 'SIGTERM');
   await c.until('the daemon stopped', async () => !(await c.status()).daemon.running, 30_000);
   for (let i = 0; i < 4; i++) await c.sql(PORT, "INSERT INTO w (v) SELECT repeat('x', 1000) FROM generate_series(1, 100000)");

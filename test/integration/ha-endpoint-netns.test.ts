@@ -56,7 +56,8 @@ test('a target cut off the network times out and closes the client; re-pointing 
     const t0 = Date.now();
     await assert.rejects(connect());
     const waited = Date.now() - t0;
-    assert.ok(waited >= 900 && waited < 5_000, `closed after ${waited} ms`);
+    // an unreachable target is tried again every 250 ms while the client waits: it is closed when its hold (5 s) runs out
+    assert.ok(waited >= 4_900 && waited < 9_000, `closed after ${waited} ms`);
     assert.match(lines.at(-1) ?? '', /cannot reach a \(10\.213\.\d+\.11:27060\) \((ETIMEDOUT|EHOSTUNREACH)\)/);
 
     // A client whose connection to a is still being opened moves to b.

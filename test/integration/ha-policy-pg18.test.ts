@@ -54,6 +54,7 @@ test('not dead: a primary frozen for less than failover_timeout is not failed ov
 });
 
 test('a daemon that restarts in the middle of a failover finishes it', async () => {
+  await c.stopKeepers();
   const st = await c.status();
   process.kill(st.daemon.pid!, 'SIGKILL');
   await c.until('daemon gone', async () => !(await c.status()).daemon.running, 10_000);
