@@ -133,14 +133,24 @@ test('a holder killed with SIGKILL: the next command proceeds at once and cleans
   const victim = run('backup', 'full', '--wait');
   const pid = await heldBy('repository', /^pgmaestro backup full$/);
   const backups = path.join(c.dir, 'backups', 'backups');
-  await c.until('a partial backup folder', async () => fs.readdirSync(backups).some((n) => n.endsWith('.partial') && fs.existsSync(path.join(backups, n, '.pid')) && fs.readFileSync(path.join(backups, n, '.pid'), 'utf8') === String(pid)), 60_000);
+  // a folder without its marker, whose lock names the writer
+  const unmarked = () => fs.readdirSync(backups).filter((n) => !fs.existsSync(path.join(backups, n, 'backup.json')));
+  const writtenBy = (n: string) => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(backups, n, '.lock'), 'utf8')) as { pid: number }).pid;
+    } catch {
+      return null;
+    }
+  };
+  let partial = '';
+  await c.until('a partial backup folder', async () => (partial = unmarked().find((n) => writtenBy(n) === pid) ?? '') !== '', 60_000);
   process.kill(pid, 'SIGKILL');
   await victim.done;
   const started = Date.now();
   const next = await run('backup', 'full', '--json', '--wait=1m').done;
   assert.equal(next.code, 0, next.stderr);
   assert.ok(Date.now() - started < 60_000);
-  assert.deepEqual(fs.readdirSync(backups).filter((n) => n.endsWith('.partial')), [], 'the dead holder’s partial folder is gone');
+  assert.equal(fs.existsSync(path.join(backups, partial)), false, 'the dead holder’s partial folder is gone');
 
   // an up killed while it clones a replica
   const st = await c.status();
