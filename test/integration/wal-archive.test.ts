@@ -137,6 +137,7 @@ function archiveSuite(label: string, opts: { portBase: number; binDir?: string; 
       try {
         await c.until('segments written under load', async () => switched.length >= 3, 30_000);
         await untilArchived(c, switched[2]);
+        await c.stopKeepers(); // the daemon stays down until up starts it
         const pid = (await c.status()).daemon.pid!;
         process.kill(pid, 'SIGKILL');
         await c.until('daemon gone', async () => !(await c.status()).daemon.running, 10_000);
@@ -195,6 +196,7 @@ function timelineSuite(label: string, opts: { portBase: number; binDir?: string;
       await untilArchived(c, last, 30_000);
       const backupDir = path.join(c.dir, 'restored');
       if (opts.restorePort) baseBackup(c, p1, backupDir);
+      if (opts.lagging) await c.stopKeepers(); // the daemon stays down until up starts it
       const st = await c.status();
       if (opts.lagging) {
         process.kill(st.daemon.pid!, 'SIGKILL');
