@@ -73,7 +73,14 @@ export async function spoolWal(repo: Repository, from: { lsn: string; timeline: 
     if (!e) {
       const open: OpenSegment | undefined = opens.find((o) => o.segment === name);
       if (open) {
-        await write(name, openSegmentBytes(repo, open));
+        try {
+          await write(name, openSegmentBytes(repo, open));
+        } catch (err) {
+          // the archiver may have completed the segment (and dropped its chunks) while they were read
+          const done = (await repo.walEntries()).get(name);
+          if (!done) throw err;
+          await write(name, archivedReader(repo, done));
+        }
         last = name;
       }
       break;

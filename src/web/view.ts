@@ -6,7 +6,7 @@ import type { EventRecord } from '../daemon/events.js';
 import { parseLsn } from '../postgres/lsn.js';
 import type { ConsoleInputs, EndpointStat } from './source.js';
 import type { WindowReport } from '../backup/window.js';
-import { backupTimeline, type RecoveryAnalysis, type TimelineModel } from './timeline.js';
+import { backupTimeline, type RecoveryAnalysis, type RestorableRange, type TimelineModel } from './timeline.js';
 
 /**
  * What the page shows, built from one observation. Pure. Every field is
@@ -138,10 +138,11 @@ function backupsView(inp: ConsoleInputs): BackupsView {
  */
 export function analysisOfWindow(w: WindowReport | null): RecoveryAnalysis | null {
   if (!w) return null;
-  return {
-    ranges: w.ranges.map((r) => ({ from: r.from, to: r.to, state: r.restorable ? 'restorable' : /not in the archive yet/.test(r.reason) ? 'pending' : 'unrestorable', reason: r.reason })),
-    walGaps: [],
-  };
+  const ranges: RestorableRange[] = w.ranges.map((r) => ({ from: r.from, to: r.to, state: r.restorable ? 'restorable' : /not in the archive yet/.test(r.reason) ? 'pending' : 'unrestorable', reason: r.reason }));
+  // the archive trails now by less than the analysis tolerates: that tail is lag, not a gap
+  const end = ranges.at(-1)?.to ?? w.window_start;
+  if (end < w.window_end) ranges.push({ from: end, to: w.window_end, state: 'pending', reason: 'WAL written since then is not in the archive yet' });
+  return { ranges, walGaps: [] };
 }
 
 /** A system identifier's upper 32 bits are the second initdb ran. */
