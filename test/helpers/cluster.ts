@@ -162,7 +162,12 @@ export class TestCluster {
         // gone
       }
     }
-    // pgmaestro's own processes, supervisor first so that nothing restarts the others
+    this.killOwnProcesses();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** SIGKILLs pgmaestro's own processes of this cluster (supervisor first, so that nothing restarts the others). */
+  killOwnProcesses(): void {
     for (const f of ['supervisor.pid', 'spare.pid', 'daemon.pid', 'endpoint-rw.pid', 'endpoint-ro.pid', 'endpoint-auto.pid']) {
       try {
         const pid = Number(fs.readFileSync(path.join(this.dir, 'state', f), 'utf8'));
@@ -172,7 +177,6 @@ export class TestCluster {
         // gone
       }
     }
-    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

@@ -147,7 +147,9 @@ test('the disaster: every postmaster and the daemon killed, every data directory
   await sleep(4000);
   const st = await c.status();
   const killedAt = Date.now();
-  for (const pid of [st.daemon.pid, ...st.nodes.map((n) => n.pid)]) if (pid) process.kill(pid, 'SIGKILL');
+  // the host is lost: pgmaestro's own processes (supervisor, endpoints, daemon) die with every postmaster
+  c.killOwnProcesses();
+  for (const pid of st.nodes.map((n) => n.pid)) if (pid) process.kill(pid, 'SIGKILL');
   running = false;
   await load.catch(() => undefined);
   for (const n of st.nodes) fs.rmSync(n.data_dir, { recursive: true, force: true });
