@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,8 +9,14 @@ import { configSchema } from '../../src/config/schema.js';
 import { PgmError } from '../../src/errors.js';
 import { REPO } from '../helpers/paths.js';
 
+const made: string[] = [];
+after(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function withConfig(text: string, extra: Record<string, string> = {}): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-cfg-'));
+  made.push(dir);
   fs.writeFileSync(path.join(dir, 'pgmaestro.yaml'), text);
   for (const [name, body] of Object.entries(extra)) fs.writeFileSync(path.join(dir, name), body);
   return path.join(dir, 'pgmaestro.yaml');
