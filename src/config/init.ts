@@ -161,13 +161,26 @@ postgres:
 # continuous WAL archiving by the daemon, and any moment of the window restorable.
 backup:
   repository: backups        # relative to ${home ? 'home' : 'this file'}
-  compression: none          # or gzip
+  compression: none          # none | gzip[:1-9] | lz4 | zstd[:1-19]; an s3://BUCKET/PREFIX repository takes s3: { endpoint, credentials_file }
   retention: 21d             # recovery window: 36h, 21d, 3w ...
   from: replica              # take backups from a replica (spares the primary), 'primary' or a node name
   wal_archive: true
   schedule:
     full: "0 1 * * 0"        # cron: Sundays 01:00
     incr: "0 1 * * 1-6"      # cron: the other days 01:00
+
+# Endpoints for applications (defaults: 127.0.0.1 and the first node's port + 1000, 1001, 1002; the
+# console + 2000). Each may be host:port or false.
+# endpoints:
+#   rw: 127.0.0.1:${portBase + 1000}       # read-write: follows the primary
+#   ro: 127.0.0.1:${portBase + 1001}       # read-only: balanced over replicas within max_lag
+#   auto: 127.0.0.1:${portBase + 1002}     # routes reads to replicas and writes to the primary, read-your-writes
+#   console: 127.0.0.1:${portBase + 2000}  # web console and /metrics (token in secrets/console.token)
+
+# Logical replication of chosen tables to query nodes (kind: query) or any PostgreSQL by DSN:
+# logical:
+#   publications:  [{ name: sales, database: shop, tables: [public.orders] }]
+#   subscriptions: [{ name: sales_query, publication: sales, to: query1 }]
 
 nodes:
 ${nodes}`;
